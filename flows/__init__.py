@@ -1,0 +1,1 @@
+"""Prefect flows: thin wrappers over pipeline functions (no logic here)."""

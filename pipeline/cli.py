@@ -1,0 +1,107 @@
+"""The ``vasoflow`` command line. Each sub-command calls one pipeline function.
+
+Errors the user can act on (``VasoflowError``) print as one line on stderr with exit code 2;
+no traceback. Set ``VASOFLOW_DEBUG=1`` to see tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pipeline.errors import VasoflowError
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from pipeline.synth import generate
+
+    result = generate(Path(args.out), n_stays=args.stays, seed=args.seed)
+    print(result.describe())
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from pipeline.config import load_study_config
+    from pipeline.ingest import ingest
+
+    result = ingest(Path(args.source), Path(args.db), load_study_config(args.config))
+    print(result.describe())
+    return 0
+
+
+def _cmd_cohort(args: argparse.Namespace) -> int:
+    from pipeline.cohort import build_cohort
+    from pipeline.config import load_study_config
+
+    result = build_cohort(Path(args.db), Path(args.out), load_study_config(args.config))
+    print(result.describe())
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.config import load_study_config
+    from pipeline.run import run_all
+
+    result = run_all(
+        source=Path(args.source) if args.source else None,
+        out_dir=Path(args.out),
+        config=load_study_config(args.config),
+    )
+    print(result.describe())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vasoflow",
+        description="Vasopressin timing in septic shock: ingest, validate, cohort, models, audit, report.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write a synthetic MIMIC-IV-layout dataset with ground truth")
+    p.add_argument("--out", required=True, help="output folder (gets hosp/, icu/ and ground truth)")
+    p.add_argument("--stays", type=int, default=2000, help="number of ICU stays (default 2000)")
+    p.add_argument("--seed", type=int, default=20080228, help="random seed (default 20080228)")
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("ingest", help="load and validate MIMIC-IV-layout files into DuckDB")
+    p.add_argument("--source", required=True, help="folder with hosp/ and icu/")
+    p.add_argument("--db", required=True, help="DuckDB file to build (replaced atomically)")
+    p.add_argument("--config", help="study config TOML (defaults: the shipped study.toml)")
+    p.set_defaults(func=_cmd_ingest)
+
+    p = sub.add_parser("cohort", help="build cohort.parquet and attrition.parquet from an ingested DB")
+    p.add_argument("--db", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--config")
+    p.set_defaults(func=_cmd_cohort)
+
+    p = sub.add_parser("run", help="the main job: every step from raw files to outputs")
+    p.add_argument("--source", help="folder with hosp/ and icu/ (default: embedded synthetic data)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--config")
+    p.set_defaults(func=_cmd_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except VasoflowError as exc:
+        if os.environ.get("VASOFLOW_DEBUG"):
+            raise
+        print(f"vasoflow: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vasoflow: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Clinical concepts (config/concepts.toml) as tables.
+
+``load_concepts`` turns the TOML into small polars frames; ``register_concept_tables`` writes
+them into DuckDB as ``concept_*`` lookup tables (and the study settings as the one-row
+``study_param`` table), so SQL joins against data instead of carrying literals.
+
+>>> c = load_concepts()
+>>> c.drug_units.filter(pl.col("drug") == "vasopressin").select("rateuom", "to_canonical").sort("rateuom")
+shape: (2, 2)
+┌────────────┬──────────────┐
+│ rateuom    ┆ to_canonical │
+│ ---        ┆ ---          │
+│ str        ┆ f64          │
+╞════════════╪══════════════╡
+│ units/hour ┆ 0.016667     │
+│ units/min  ┆ 1.0          │
+└────────────┴──────────────┘
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipeline.errors import ConfigError
+from pipeline.resources import default_concepts_path
+
+
+@dataclass(frozen=True)
+class Concepts:
+    """Concept tables. Each frame is small (tens of rows)."""
+
+    raw: dict[str, Any]
+    drug_units: pl.DataFrame  # one row per (drug, itemid, rateuom)
+    measurements: pl.DataFrame  # one row per (concept, itemid)
+    rrt_items: pl.DataFrame  # one row per (source_table, itemid)
+    sepsis_icd: pl.DataFrame  # one row per (icd_version, prefix)
+    audit_items: pl.DataFrame  # one row per (kind, itemid)
+
+    def itemids(self, *, table: str) -> list[int]:
+        """Every item id the study reads from ``table`` (for filtering while reading)."""
+        ids: set[int] = set()
+        if table == "inputevents":
+            ids |= set(self.drug_units["itemid"].to_list())
+            ids |= set(
+                self.audit_items.filter(pl.col("source_table") == "inputevents")["itemid"].to_list()
+            )
+        ids |= set(self.measurements.filter(pl.col("source_table") == table)["itemid"].to_list())
+        ids |= set(self.rrt_items.filter(pl.col("source_table") == table)["itemid"].to_list())
+        if table == "procedureevents":
+            ids |= set(
+                self.audit_items.filter(pl.col("source_table") == "procedureevents")["itemid"].to_list()
+            )
+        return sorted(ids)
+
+    def tables(self) -> dict[str, pl.DataFrame]:
+        return {
+            "concept_drug_unit": self.drug_units,
+            "concept_measurement": self.measurements,
+            "concept_rrt_item": self.rrt_items,
+            "concept_sepsis_icd": self.sepsis_icd,
+            "concept_audit_item": self.audit_items,
+        }
+
+
+def _require(d: dict, key: str, where: str) -> Any:
+    if key not in d:
+        raise ConfigError(f"concepts: '{where}' lacks '{key}'")
+    return d[key]
+
+
+def load_concepts(path: str | Path | None = None) -> Concepts:
+    path = Path(path) if path else default_concepts_path()
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read concepts ({exc})") from None
+
+    drug_rows = []
+    for drug, spec in _require(raw, "drugs", "concepts").items():
+        for key in ("itemids", "canonical_unit", "nee_factor", "nee_citation", "plausible_max_canonical",
+                    "plausible_citation", "units", "role", "is_catecholamine"):
+            _require(spec, key, f"drugs.{drug}")
+        for itemid in spec["itemids"]:
+            for unit in spec["units"]:
+                if unit["per_weight"] not in ("none", "divide"):
+                    raise ConfigError(f"concepts: drugs.{drug}: per_weight must be 'none' or 'divide'")
+                drug_rows.append(
+                    {
+                        "drug": drug,
+                        "label": spec["label"],
+                        "itemid": int(itemid),
+                        "rateuom": unit["rateuom"],
+                        "canonical_unit": spec["canonical_unit"],
+                        "to_canonical": float(unit["to_canonical"]),
+                        "per_weight": unit["per_weight"],
+                        "plausible_max_canonical": float(spec["plausible_max_canonical"]),
+                        "nee_factor": float(spec["nee_factor"]),
+                        "role": spec["role"],
+                        "is_catecholamine": bool(spec["is_catecholamine"]),
+                    }
+                )
+    measurement_rows = []
+    for concept, spec in _require(raw, "measurements", "concepts").items():
+        for itemid in spec["itemids"]:
+            measurement_rows.append(
+                {
+                    "concept": concept,
+                    "source_table": spec["table"],
+                    "itemid": int(itemid),
+                    "unit": spec["unit"],
+                    "plausible_min": float(spec["plausible_min"]),
+                    "plausible_max": float(spec["plausible_max"]),
+                }
+            )
+    rrt = _require(raw, "rrt", "concepts")
+    rrt_rows = [{"source_table": "procedureevents", "itemid": int(i)} for i in rrt["procedureevents_itemids"]]
+    rrt_rows += [{"source_table": "chartevents", "itemid": int(i)} for i in rrt["chartevents_itemids"]]
+    sepsis = _require(raw, "sepsis", "concepts")
+    sepsis_rows = [{"icd_version": 9, "prefix": p} for p in sepsis["icd9_prefixes"]]
+    sepsis_rows += [{"icd_version": 10, "prefix": p} for p in sepsis["icd10_prefixes"]]
+    audit = _require(raw, "audit_items", "concepts")
+    audit_rows = [
+        {"kind": "arterial_line", "source_table": "procedureevents", "itemid": int(i)}
+        for i in audit["arterial_line_itemids"]
+    ] + [
+        {"kind": "crystalloid", "source_table": "inputevents", "itemid": int(i)}
+        for i in audit["crystalloid_itemids"]
+    ]
+    return Concepts(
+        raw=raw,
+        drug_units=pl.DataFrame(drug_rows),
+        measurements=pl.DataFrame(measurement_rows),
+        rrt_items=pl.DataFrame(rrt_rows),
+        sepsis_icd=pl.DataFrame(sepsis_rows),
+        audit_items=pl.DataFrame(audit_rows),
+    )
+
+
+def register_concept_tables(con, concepts: Concepts, study_config=None) -> None:
+    """(Re)create the ``concept_*`` tables, and ``study_param`` if a StudyConfig is given."""
+    for name, frame in concepts.tables().items():
+        con.register("_concept_frame", frame.to_arrow())
+        con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM _concept_frame')
+        con.unregister("_concept_frame")
+    if study_config is not None:
+        params = pl.DataFrame([study_config.flat_scalars()])
+        con.register("_param_frame", params.to_arrow())
+        con.execute("CREATE OR REPLACE TABLE study_param AS SELECT * FROM _param_frame")
+        con.unregister("_param_frame")

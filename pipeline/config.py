@@ -1,0 +1,126 @@
+"""Study configuration: the documented TOML file, merged over the shipped defaults.
+
+A user's ``--config FILE`` needs only the keys it changes; an unknown key is an error (a typo
+must not silently keep the default). The merged settings are a read-only mapping with
+dotted access (``cfg.get("cohort.min_age_years")``) and flatten to ``section_key`` names for
+the one-row ``study_param`` table the SQL joins against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from pipeline.errors import ConfigError
+from pipeline.resources import default_study_config_path
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+
+
+def _merge(defaults: Mapping[str, Any], override: Mapping[str, Any], where: str, path: Path) -> dict:
+    merged = dict(defaults)
+    for key, value in override.items():
+        dotted = f"{where}{key}"
+        if key not in defaults:
+            raise ConfigError(f"{path}: unknown setting '{dotted}' (see the shipped study.toml)")
+        if isinstance(defaults[key], Mapping):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{path}: setting '{dotted}' must be a table")
+            merged[key] = _merge(defaults[key], value, dotted + ".", path)
+        else:
+            default = defaults[key]
+            ok = isinstance(value, type(default)) or (
+                isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)
+            )
+            if not ok:
+                raise ConfigError(
+                    f"{path}: setting '{dotted}' must be {type(default).__name__}, got {value!r}"
+                )
+            merged[key] = float(value) if isinstance(default, float) else value
+    return merged
+
+
+def _freeze(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return MappingProxyType({k: _freeze(v) for k, v in obj.items()})
+    if isinstance(obj, list):
+        return tuple(_freeze(v) for v in obj)
+    return obj
+
+
+def _thaw(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {k: _thaw(v) for k, v in obj.items()}
+    if isinstance(obj, tuple):
+        return [_thaw(v) for v in obj]
+    return obj
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Merged study settings (read-only) and where they came from."""
+
+    settings: Mapping[str, Any]
+    source: str = "defaults"
+    _flat: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def get(self, dotted: str) -> Any:
+        node: Any = self.settings
+        for part in dotted.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                raise ConfigError(f"study config has no setting '{dotted}'")
+            node = node[part]
+        return node
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        return self.get(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _thaw(self.settings)
+
+    def fingerprint(self) -> str:
+        """sha256 of the merged settings: what caches and reports key on."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def flat_scalars(self) -> dict[str, Any]:
+        """``section_key`` -> value for every scalar setting (for the study_param table)."""
+        out: dict[str, Any] = {}
+
+        def walk(prefix: str, node: Mapping[str, Any]) -> None:
+            for key, value in node.items():
+                name = f"{prefix}_{key}" if prefix else key
+                if isinstance(value, Mapping):
+                    walk(name, value)
+                elif isinstance(value, (bool, int, float, str)):
+                    out[name] = value
+
+        walk("", self.settings)
+        return out
+
+
+def load_study_config(path: str | Path | None = None) -> StudyConfig:
+    """Load the shipped defaults, then merge ``path`` (if given) over them."""
+    defaults_path = default_study_config_path()
+    defaults = _read_toml(defaults_path)
+    if path is None:
+        return StudyConfig(settings=_freeze(defaults), source=str(defaults_path))
+    user_path = Path(path)
+    merged = _merge(defaults, _read_toml(user_path), "", user_path)
+    return StudyConfig(settings=_freeze(merged), source=str(user_path))
