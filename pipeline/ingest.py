@@ -1,0 +1,468 @@
+"""Load MIMIC-IV-layout files into DuckDB with explicit types, validate, and account for rows.
+
+``ingest(source_dir, db_path, config)`` builds a new database file next to ``db_path`` and
+swaps it in atomically only when everything succeeded: an existing database is never left
+half-written. For each table in ``schemas.raw.RAW_TABLES`` it
+
+1. finds ``<module>/<table>.csv.gz``, ``.csv`` or ``.parquet`` (a missing required table is an
+   error; a missing optional one gives a warning, an empty table and ``is_available = false``
+   in ``source_table``, so downstream steps mark the features that need it unavailable);
+2. reads the header, matches the known columns (case-insensitive), reads every value as text
+   and casts it explicitly (no type sniffing); tables with ``itemid_filter`` are cut to the
+   concept item ids while they are read, inside DuckDB (full chartevents never reaches Python);
+3. quarantines unparseable values (rule ``conformance.type``) and rows failing the Pandera
+   model (``schemas.validation``), validated in chunks of collected polars frames;
+4. records the ledger: rows read, loaded and quarantined (per rule), with
+   rows_read == rows_loaded + rows_quarantined.
+
+Tables in the database: ``raw_<table>`` (every row read, typed, with ``source_row``),
+``quarantine`` (table_name, source_row, rule, column_name, value), ``valid_<table>`` (view: raw
+minus quarantined), ``source_table``, ``ledger``, ``ledger_rule``, and the concept tables.
+``source_row`` is the 1-based data row of the file; for tables filtered by item id it numbers
+the in-scope rows in file order (the others are never materialised).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandera.polars as pa
+import polars as pl
+
+from pipeline.concepts import Concepts, load_concepts, register_concept_tables
+from pipeline.config import StudyConfig
+from pipeline.errors import InputFileError, VasoflowError
+from schemas.raw import RAW_TABLES, RawTable, duckdb_type, empty_table_sql
+from schemas.validation import STAY_INTIME, STAY_OUTTIME, build_raw_schema, failure_rules, rule_column
+
+# Order matters: icustays first (other tables' time checks join it).
+LOAD_ORDER = ["icustays", "patients", "admissions", "diagnoses_icd", "d_items", "inputevents",
+              "procedureevents", "chartevents", "labevents", "prescriptions", "emar"]
+assert sorted(LOAD_ORDER) == sorted(RAW_TABLES)
+
+SUFFIXES = (".csv.gz", ".csv", ".parquet")
+KEY_TABLES = {"patients", "admissions", "icustays", "d_items"}
+
+
+log = logging.getLogger("vasoflow")
+
+
+@dataclass(frozen=True)
+class TableLedger:
+    table: str
+    file: str | None
+    is_available: bool
+    rows_read: int
+    rows_loaded: int
+    rows_quarantined: int
+    itemid_filter: bool
+    ignored_columns: tuple[str, ...] = ()
+    absent_optional_columns: tuple[str, ...] = ()
+    quarantined_by_rule: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    db_path: Path
+    ledger_path: Path
+    tables: tuple[TableLedger, ...]
+    warnings: tuple[str, ...]
+    seconds: float
+
+    def ledger_frame(self) -> pl.DataFrame:
+        return pl.DataFrame(
+            [
+                {k: getattr(t, k) for k in ("table", "is_available", "rows_read", "rows_loaded",
+                                            "rows_quarantined", "itemid_filter")}
+                for t in self.tables
+            ]
+        )
+
+    def describe(self) -> str:
+        lines = [f"ingest: {self.db_path} ({self.seconds:.1f} s); ledger {self.ledger_path}"]
+        for t in self.tables:
+            if not t.is_available:
+                lines.append(f"  {t.table:<16} not available (optional)")
+                continue
+            lines.append(
+                f"  {t.table:<16} read {t.rows_read:>10,}  loaded {t.rows_loaded:>10,}  "
+                f"quarantined {t.rows_quarantined:>7,}" + ("  (item-id filtered)" if t.itemid_filter else "")
+            )
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Files and headers
+# --------------------------------------------------------------------------------------------
+
+def find_table_file(source_dir: Path, table: RawTable) -> Path | None:
+    for suffix in SUFFIXES:
+        path = source_dir / table.module / f"{table.name}{suffix}"
+        if path.exists():
+            return path
+    return None
+
+
+def _read_csv_header(path: Path) -> list[str]:
+    try:
+        if path.stat().st_size == 0:
+            raise InputFileError(f"{path}: file is empty (no header line)")
+        opener = gzip.open if path.name.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8", newline="") as fh:
+            line = fh.readline()
+    except InputFileError:
+        raise
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+        raise InputFileError(f"{path}: cannot read header ({_short(exc)})") from None
+    line = line.rstrip("\r\n")
+    if not line:
+        raise InputFileError(f"{path}: file is empty (no header line)")
+    return [c.strip().strip('"') for c in line.split(",")]
+
+
+def _parquet_header(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+    try:
+        rows = con.execute("SELECT name FROM parquet_schema(?) WHERE num_children IS NULL", [str(path)]).fetchall()
+    except duckdb.Error as exc:
+        raise InputFileError(f"{path}: cannot read parquet schema ({_short(exc)})") from None
+    return [r[0] for r in rows]
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else exc.__class__.__name__
+
+
+def _q(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# --------------------------------------------------------------------------------------------
+# Loading one table
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class _Mapped:
+    header: list[str]
+    present: dict[str, str]  # known column -> name in file
+    ignored: list[str]
+    absent_optional: list[str]
+
+
+def _map_columns(path: Path, table: RawTable, header: list[str]) -> _Mapped:
+    by_lower = {h.lower(): h for h in header}
+    present = {c: by_lower[c] for c in table.columns if c in by_lower}
+    missing = [c for c in table.required_columns if c not in present]
+    if missing:
+        raise InputFileError(
+            f"{path}: missing required column{'s' if len(missing) > 1 else ''} "
+            + ", ".join(f"'{m}'" for m in missing)
+        )
+    known = {c.lower() for c in table.columns}
+    ignored = [h for h in header if h.lower() not in known]
+    absent = [c for c in table.columns if c not in present]
+    return _Mapped(header, present, ignored, absent)
+
+
+def _source_relation(path: Path, mapped: _Mapped) -> str:
+    """SQL of a relation with every file column as VARCHAR and ``_file_row`` (1-based)."""
+    if path.name.endswith(".parquet"):
+        cols = ", ".join(f"CAST({_q(h)} AS VARCHAR) AS {_q(h)}" for h in mapped.header)
+        return (f"(SELECT {cols}, file_row_number + 1 AS _file_row "
+                f"FROM read_parquet({_lit(str(path))}, file_row_number = true))")
+    columns = "{" + ", ".join(f"{_lit(h)}: 'VARCHAR'" for h in mapped.header) + "}"
+    return (
+        f"(SELECT * FROM read_csv({_lit(str(path))}, header = true, auto_detect = false, "
+        f"delim = ',', quote = '\"', escape = '\"', columns = {columns}, strict_mode = true))"
+    )
+
+
+def _load_raw(con, path: Path, table: RawTable, mapped: _Mapped, concepts: Concepts) -> None:
+    casts, errors = [], []
+    for col, dtype in table.columns.items():
+        target = duckdb_type(dtype)
+        if col in mapped.present:
+            src = _q(mapped.present[col])
+            casts.append(f"TRY_CAST({src} AS {target}) AS {_q(col)}")
+            # Text never fails; an empty string is null (MIMIC writes nulls as empty fields).
+            if target != "VARCHAR":
+                errors.append(
+                    f"CASE WHEN {src} IS NOT NULL AND TRY_CAST({src} AS {target}) IS NULL "
+                    f"THEN {{'column_name': {_lit(col)}, 'value': {src}}} END"
+                )
+        else:
+            casts.append(f"CAST(NULL AS {target}) AS {_q(col)}")
+    err_expr = (
+        f"list_filter([{', '.join(errors)}], x -> x IS NOT NULL)" if errors
+        else "CAST([] AS STRUCT(column_name VARCHAR, value VARCHAR)[])"
+    )
+    where = ""
+    if table.itemid_filter:
+        ids = concepts.itemids(table=table.name)
+        id_list = ", ".join(str(int(i)) for i in ids) or "NULL"
+        itemid = _q(mapped.present["itemid"])
+        # Rows whose itemid does not parse are kept (and quarantined as conformance.type)
+        # rather than silently filtered out.
+        where = f"WHERE TRY_CAST({itemid} AS BIGINT) IN ({id_list}) OR TRY_CAST({itemid} AS BIGINT) IS NULL"
+    row_number = "_file_row" if path.name.endswith(".parquet") and not table.itemid_filter else "row_number() OVER ()"
+    sql = (
+        f"CREATE TABLE {_q('raw_' + table.name)} AS "
+        f"SELECT CAST({row_number} AS BIGINT) AS source_row, {', '.join(casts)}, {err_expr} AS _type_errors "
+        f"FROM {_source_relation(path, mapped)} {where}"
+    )
+    try:
+        con.execute(sql)
+    except duckdb.Error as exc:
+        raise InputFileError(f"{path}: cannot read ({_short(exc)})") from None
+
+
+def _quarantine_type_errors(con, path: Path, table: RawTable, rows_read: int, max_fraction: float) -> None:
+    raw = _q("raw_" + table.name)
+    per_col = con.execute(
+        f"SELECT e.column_name, count(*), min(r.source_row), arg_min(e.value, r.source_row) "
+        f"FROM {raw} r, unnest(r._type_errors) AS u(e) GROUP BY 1 ORDER BY 2 DESC"
+    ).fetchall()
+    for column, n, first_row, example in per_col:
+        if rows_read and n / rows_read > max_fraction:
+            target = duckdb_type(table.columns[column])
+            raise InputFileError(
+                f"{path}: column '{column}': {n:,} of {rows_read:,} values are not {target} "
+                f"(e.g. '{example}' in data row {first_row}); wrong type or format"
+            )
+    con.execute(
+        f"INSERT INTO quarantine (table_name, source_row, rule, column_name, value) "
+        f"SELECT {_lit(table.name)}, r.source_row, 'conformance.type', "
+        f"e.column_name, e.value FROM {raw} r, unnest(r._type_errors) AS u(e)"
+    )
+
+
+def _validate(con, table: RawTable, concepts: Concepts, config: StudyConfig) -> None:
+    """Run the Pandera model over the rows that parsed, in chunks; quarantine failures."""
+    schema = build_raw_schema(table.name, concepts, config)
+    raw = _q("raw_" + table.name)
+    cols = ", ".join(f"r.{_q(c)}" for c in ["source_row", *table.columns])
+    join = ""
+    if table.time_columns_in_stay:
+        cols += f", s.intime AS {STAY_INTIME}, s.outtime AS {STAY_OUTTIME}"
+        join = "LEFT JOIN (SELECT stay_id, any_value(intime) AS intime, any_value(outtime) AS outtime " \
+               "FROM raw_icustays GROUP BY stay_id) s ON s.stay_id = r.stay_id"
+    max_row = con.execute(f"SELECT coalesce(max(source_row), 0) FROM {raw}").fetchone()[0]
+    chunk = int(config.get("ingest.validation_chunk_rows"))
+    if table.name in KEY_TABLES:
+        chunk = max(chunk, max_row)  # duplicate keys are found within one chunk
+    start = 0
+    while start < max_row:
+        stop = start + chunk
+        arrow = con.execute(
+            f"SELECT {cols} FROM {raw} r {join} WHERE r.source_row > ? AND r.source_row <= ? "
+            f"AND len(r._type_errors) = 0 ORDER BY r.source_row",
+            [start, stop],
+        ).fetch_arrow_table()
+        frame = pl.from_arrow(arrow)
+        if frame.height:
+            _validate_frame(con, table.name, schema, frame)
+        start = stop
+
+
+def _validate_frame(con, table_name: str, schema: pa.DataFrameSchema, frame: pl.DataFrame) -> None:
+    try:
+        schema.validate(frame, lazy=True)
+        return
+    except pa.errors.SchemaErrors as exc:
+        cases = failure_rules(exc.failure_cases)
+    indexed = frame.with_row_index("index").with_columns(pl.col("index").cast(pl.Int64))
+    parts = []
+    # Frame-level rules report the whole row; show the value of the column the rule is about.
+    for (rule,), group in cases.group_by(["rule"], maintain_order=True):
+        if not group["column_name"].is_null().all():
+            parts.append(group.join(indexed.select("index", "source_row"), on="index", how="left"))
+            continue
+        column = rule_column(table_name, rule)
+        picked = indexed.select(
+            "index", "source_row",
+            (pl.col(column).cast(pl.String) if column else pl.lit(None, pl.String)).alias("_value"),
+        )
+        parts.append(
+            group.join(picked, on="index", how="left")
+            .with_columns(pl.lit(column).alias("column_name"), pl.col("_value").alias("value"))
+            .drop("_value")
+        )
+    rows = (
+        pl.concat([p.select("source_row", "rule", "column_name", "value") for p in parts], how="vertical_relaxed")
+        .select(pl.lit(table_name).alias("table_name"), "source_row", "rule", "column_name", "value")
+        .unique(["source_row", "rule", "column_name"], maintain_order=True)
+    )
+    con.register("_failures", rows.to_arrow())
+    con.execute("INSERT INTO quarantine (table_name, source_row, rule, column_name, value) SELECT * FROM _failures")
+    con.unregister("_failures")
+
+
+_KEY_COLUMNS = ("subject_id", "hadm_id", "stay_id", "itemid")
+_TIME_COLUMNS = ("starttime", "charttime", "intime", "admittime")
+
+
+def _add_row_keys(con, table: RawTable) -> None:
+    """Give each quarantined row a readable identity (ids and first time), so a user can find
+    it in the source even where ``source_row`` numbers only the item-id-filtered rows."""
+    parts = [f"'{c}=' || r.{_q(c)}" for c in _KEY_COLUMNS if c in table.columns]
+    parts += [f"'{c}=' || strftime(r.{_q(c)}, '%Y-%m-%d %H:%M:%S')" for c in _TIME_COLUMNS if c in table.columns][:1]
+    if not parts:
+        return
+    con.execute(
+        f"UPDATE quarantine q SET row_key = concat_ws(' ', {', '.join(parts)}) "
+        f"FROM {_q('raw_' + table.name)} r WHERE q.table_name = ? AND q.source_row = r.source_row",
+        [table.name],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The whole ingest
+# --------------------------------------------------------------------------------------------
+
+def _connect(path: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(path))
+    threads = os.environ.get("VASOFLOW_THREADS")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    limit = os.environ.get("VASOFLOW_MEMORY_LIMIT")
+    if limit:
+        con.execute(f"SET memory_limit = {_lit(limit)}")
+    return con
+
+
+def ingest(
+    source_dir: Path,
+    db_path: Path,
+    config: StudyConfig,
+    concepts: Concepts | None = None,
+) -> IngestResult:
+    """Build ``db_path`` from the MIMIC-IV-layout folder ``source_dir`` (see module docs)."""
+    t0 = time.perf_counter()
+    source_dir, db_path = Path(source_dir), Path(db_path)
+    if not source_dir.is_dir():
+        raise InputFileError(f"{source_dir}: source folder not found (expected hosp/ and icu/ inside)")
+    concepts = concepts or load_concepts()
+    files = {}
+    for name in LOAD_ORDER:
+        table = RAW_TABLES[name]
+        path = find_table_file(source_dir, table)
+        if path is None and table.is_required:
+            raise InputFileError(
+                f"{source_dir / table.module / (name + '.csv.gz')}: required table '{name}' not found "
+                f"(also looked for .csv and .parquet)"
+            )
+        if path is not None and not os.access(path, os.R_OK):
+            raise InputFileError(f"{path}: file is not readable (permissions)")
+        files[name] = path
+
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_db = db_path.with_name(f".{db_path.name}.building-{os.getpid()}")
+    tmp_ledger = db_path.with_name(f".ledger.json.building-{os.getpid()}")
+    for p in (tmp_db, tmp_db.with_name(tmp_db.name + ".wal"), tmp_ledger):
+        p.unlink(missing_ok=True)
+    try:
+        con = _connect(tmp_db)
+        try:
+            ledgers, notes = _build(con, files, concepts, config)
+        finally:
+            con.close()
+        ledger_path = db_path.with_name("ledger.json")
+        payload = {
+            "source_dir": str(source_dir.resolve()),
+            "tables": [
+                {**{k: v for k, v in t.__dict__.items() if k != "quarantined_by_rule"},
+                 "ignored_columns": list(t.ignored_columns),
+                 "absent_optional_columns": list(t.absent_optional_columns),
+                 "quarantined_by_rule": t.quarantined_by_rule}
+                for t in ledgers
+            ],
+            "warnings": notes,
+        }
+        tmp_ledger.write_text(json.dumps(payload, indent=2, sort_keys=True))
+        os.replace(tmp_db, db_path)
+        os.replace(tmp_ledger, ledger_path)
+    except BaseException:
+        for p in (tmp_db, tmp_db.with_name(tmp_db.name + ".wal"), tmp_ledger):
+            p.unlink(missing_ok=True)
+        raise
+    return IngestResult(db_path, ledger_path, tuple(ledgers), tuple(notes), time.perf_counter() - t0)
+
+
+def _build(con, files: dict[str, Path | None], concepts: Concepts, config: StudyConfig):
+    register_concept_tables(con, concepts, config)
+    con.execute(
+        "CREATE TABLE quarantine (table_name VARCHAR, source_row BIGINT, rule VARCHAR, "
+        "column_name VARCHAR, value VARCHAR, row_key VARCHAR)"
+    )
+    max_fraction = float(config.get("ingest.max_unparseable_fraction"))
+    ledgers: list[TableLedger] = []
+    notes: list[str] = []
+    for name in LOAD_ORDER:
+        table = RAW_TABLES[name]
+        path = files[name]
+        if path is None:
+            con.execute(empty_table_sql(table, "raw_" + name).replace("CREATE OR REPLACE TABLE", "CREATE TABLE"))
+            msg = (f"optional table {table.relpath} not found: features that need it are marked unavailable")
+            log.warning(msg)
+            notes.append(msg)
+            ledgers.append(TableLedger(name, None, False, 0, 0, 0, table.itemid_filter))
+            continue
+        header = _parquet_header(con, path) if path.name.endswith(".parquet") else _read_csv_header(path)
+        mapped = _map_columns(path, table, header)
+        _load_raw(con, path, table, mapped, concepts)
+        rows_read = con.execute(f"SELECT count(*) FROM {_q('raw_' + name)}").fetchone()[0]
+        _quarantine_type_errors(con, path, table, rows_read, max_fraction)
+        _validate(con, table, concepts, config)
+        con.execute(f"ALTER TABLE {_q('raw_' + name)} DROP COLUMN _type_errors")
+        _add_row_keys(con, table)
+        by_rule = dict(
+            con.execute(
+                "SELECT rule, count(DISTINCT source_row) FROM quarantine WHERE table_name = ? GROUP BY 1 ORDER BY 1",
+                [name],
+            ).fetchall()
+        )
+        n_quarantined = con.execute(
+            "SELECT count(DISTINCT source_row) FROM quarantine WHERE table_name = ?", [name]
+        ).fetchone()[0]
+        ledgers.append(
+            TableLedger(name, str(path), True, rows_read, rows_read - n_quarantined, n_quarantined,
+                        table.itemid_filter, tuple(mapped.ignored), tuple(mapped.absent_optional), by_rule)
+        )
+    for name in LOAD_ORDER:
+        cols = ", ".join(_q(c) for c in ["source_row", *RAW_TABLES[name].columns])
+        con.execute(
+            f"CREATE VIEW {_q('valid_' + name)} AS SELECT {cols} FROM {_q('raw_' + name)} r "
+            f"WHERE NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.table_name = {_lit(name)} "
+            f"AND q.source_row = r.source_row)"
+        )
+    ledger = pl.DataFrame(
+        [{k: getattr(t, k) for k in ("table", "file", "is_available", "rows_read", "rows_loaded",
+                                      "rows_quarantined", "itemid_filter")} for t in ledgers],
+        schema={"table": pl.String, "file": pl.String, "is_available": pl.Boolean, "rows_read": pl.Int64,
+                "rows_loaded": pl.Int64, "rows_quarantined": pl.Int64, "itemid_filter": pl.Boolean},
+    )
+    rules = pl.DataFrame(
+        [{"table": t.table, "rule": r, "rows": n} for t in ledgers for r, n in t.quarantined_by_rule.items()],
+        schema={"table": pl.String, "rule": pl.String, "rows": pl.Int64},
+    )
+    for rel, frame in (("ledger", ledger), ("ledger_rule", rules)):
+        con.register("_frame", frame.to_arrow())
+        con.execute(f"CREATE TABLE {rel} AS SELECT * FROM _frame")
+        con.unregister("_frame")
+    con.execute(
+        "CREATE TABLE source_table AS SELECT \"table\" AS table_name, is_available, rows_loaded FROM ledger"
+    )
+    return ledgers, notes

@@ -1,0 +1,212 @@
+"""Pandera (polars backend) models of the raw tables, with bounds from the concept config.
+
+``build_raw_schema(table, concepts, study_config)`` returns one ``DataFrameSchema`` per raw
+table. Every check has a rule id that the quarantine table records:
+
+* ``completeness.<column>``: a required id or time is missing.
+* ``conformance.rate_unit``: a vasoactive row in a rate unit the concept config does not list
+  for its drug (it would be mixed with other units: quarantined, never guessed).
+* ``plausibility.*``: ``endtime_before_starttime``, ``negative_rate``, ``negative_amount``,
+  ``patientweight_range``, ``rate_range`` (per drug, in its canonical unit), ``value_range``
+  (per measured item), ``outtime_before_intime``, ``dischtime_before_admittime``,
+  ``anchor_age_range``, ``time_in_stay`` (event outside its ICU stay +/- the configured
+  margin).
+* ``integrity.*``: ``unknown_stay`` (stay_id not in icustays), ``duplicate_key``.
+
+Frames validated here carry the raw columns plus ``source_row``; tables with
+``time_columns_in_stay`` also carry ``_stay_intime``/``_stay_outtime`` (joined by the ingest
+from icustays: null when the stay is unknown). Validate collected frames (``DataFrame``), not
+LazyFrames: Pandera skips value checks on LazyFrames by default.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandera.polars as pa
+import polars as pl
+from pandera.api.polars.types import PolarsData
+
+from schemas.raw import RAW_TABLES
+
+STAY_INTIME = "_stay_intime"
+STAY_OUTTIME = "_stay_outtime"
+
+
+def _row_check(expr: pl.Expr, name: str) -> pa.Check:
+    """A frame-level check: ``expr`` is True for a good row; null counts as good (a missing
+    value is the business of the completeness rules, not of this one)."""
+
+    def fn(data: PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(expr.fill_null(True).alias(name))
+
+    return pa.Check(fn, name=name)
+
+
+def _drug_unit_exprs(concepts) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """(is_vasoactive, is_known_unit, rate in the drug's canonical unit) for inputevents rows."""
+    du = concepts.drug_units
+    key = pl.concat_str([pl.col("itemid").cast(pl.String), pl.lit("|"), pl.col("rateuom")])
+    factors = {f"{r['itemid']}|{r['rateuom']}": r["to_canonical"] for r in du.iter_rows(named=True)}
+    divide = {f"{r['itemid']}|{r['rateuom']}": r["per_weight"] == "divide" for r in du.iter_rows(named=True)}
+    vaso_ids = sorted(set(du["itemid"].to_list()))
+    is_vaso = pl.col("itemid").is_in(vaso_ids)
+    is_known = key.is_in(list(factors))
+    factor = key.replace_strict(factors, default=None, return_dtype=pl.Float64)
+    per_weight = key.replace_strict(divide, default=False, return_dtype=pl.Boolean)
+    canonical = pl.when(per_weight).then(pl.col("rate") * factor / pl.col("patientweight")).otherwise(
+        pl.col("rate") * factor
+    )
+    return is_vaso, is_known, canonical
+
+
+def _measurement_range_check(concepts, table: str) -> pa.Check | None:
+    m = concepts.measurements.filter(pl.col("source_table") == table)
+    if m.is_empty():
+        return None
+    lows = dict(zip(m["itemid"].to_list(), m["plausible_min"].to_list()))
+    highs = dict(zip(m["itemid"].to_list(), m["plausible_max"].to_list()))
+    low = pl.col("itemid").replace_strict(lows, default=None, return_dtype=pl.Float64)
+    high = pl.col("itemid").replace_strict(highs, default=None, return_dtype=pl.Float64)
+    ok = pl.col("valuenum").is_null() | low.is_null() | pl.col("valuenum").is_between(low, high)
+    return _row_check(ok, "plausibility.value_range")
+
+
+def _stay_checks(table: str, margin_hours: float) -> list[pa.Check]:
+    spec = RAW_TABLES[table]
+    margin = timedelta(hours=margin_hours)
+    checks = [_row_check(pl.col(STAY_INTIME).is_not_null(), "integrity.unknown_stay")]
+    for col in spec.time_columns_in_stay:
+        inside = (pl.col(col) >= pl.col(STAY_INTIME) - margin) & (pl.col(col) <= pl.col(STAY_OUTTIME) + margin)
+        checks.append(_row_check(inside, "plausibility.time_in_stay"))
+    return checks
+
+
+def _unique_check(columns: list[str]) -> pa.Check:
+    """The first row of a key stays; every later copy is a duplicate. Key tables (patients,
+    admissions, icustays, d_items) are validated in one chunk at full MIMIC-IV scale (< 1M rows),
+    so "first" is first in the file."""
+    return _row_check(pl.struct(columns).is_first_distinct(), "integrity.duplicate_key")
+
+
+# Identity columns that must be present on every row (completeness rules).
+_NOT_NULL: dict[str, tuple[str, ...]] = {
+    "patients": ("subject_id", "gender", "anchor_age", "anchor_year", "anchor_year_group"),
+    "admissions": ("subject_id", "hadm_id", "admittime", "dischtime"),
+    "diagnoses_icd": ("subject_id", "hadm_id", "icd_code", "icd_version"),
+    "labevents": ("subject_id", "itemid", "charttime"),
+    "icustays": ("subject_id", "hadm_id", "stay_id", "intime", "outtime"),
+    "inputevents": ("subject_id", "stay_id", "starttime", "endtime", "itemid", "statusdescription"),
+    "procedureevents": ("subject_id", "stay_id", "starttime", "endtime", "itemid"),
+    "chartevents": ("subject_id", "stay_id", "charttime", "itemid"),
+    "d_items": ("itemid", "label"),
+    "prescriptions": ("subject_id", "hadm_id", "drug"),
+    # emar.medication is empty on ~4% of real rows (administrations charted without a name):
+    # not an error, just unusable for drug matching, so it is not required.
+    "emar": ("subject_id", "charttime"),
+}
+
+_KEYS: dict[str, list[str]] = {
+    "patients": ["subject_id"],
+    "admissions": ["hadm_id"],
+    "icustays": ["stay_id"],
+    "d_items": ["itemid"],
+}
+
+
+def build_raw_schema(table: str, concepts, study_config) -> pa.DataFrameSchema:
+    """The Pandera model of raw table ``table`` (see module docstring for the rules)."""
+    spec = RAW_TABLES[table]
+    not_null = set(_NOT_NULL.get(table, ()))
+    columns: dict[str, pa.Column] = {"source_row": pa.Column(pl.Int64, nullable=False)}
+    for name, dtype in spec.columns.items():
+        columns[name] = pa.Column(dtype, nullable=name not in not_null)
+
+    checks: list[pa.Check] = []
+    if table in _KEYS:
+        checks.append(_unique_check(_KEYS[table]))
+    if table in ("inputevents", "procedureevents"):
+        checks.append(_row_check(pl.col("endtime") >= pl.col("starttime"), "plausibility.endtime_before_starttime"))
+    if table in ("inputevents", "procedureevents"):
+        pw = concepts.raw["measurements"]["patientweight"]
+        lo, hi = float(pw["plausible_min"]), float(pw["plausible_max"])
+        checks.append(_row_check(pl.col("patientweight").is_between(lo, hi), "plausibility.patientweight_range"))
+    if table == "inputevents":
+        is_vaso, is_known, canonical = _drug_unit_exprs(concepts)
+        checks.append(_row_check(pl.col("rate") >= 0, "plausibility.negative_rate"))
+        checks.append(_row_check(pl.col("amount") >= 0, "plausibility.negative_amount"))
+        checks.append(
+            _row_check(~(is_vaso & pl.col("rate").is_not_null() & ~is_known), "conformance.rate_unit")
+        )
+        maxima = {r["itemid"]: r["plausible_max_canonical"] for r in concepts.drug_units.iter_rows(named=True)}
+        max_expr = pl.col("itemid").replace_strict(maxima, default=None, return_dtype=pl.Float64)
+        checks.append(_row_check(~is_vaso | (canonical <= max_expr), "plausibility.rate_range"))
+    if table in ("chartevents", "labevents"):
+        check = _measurement_range_check(concepts, table)
+        if check is not None:
+            checks.append(check)
+    if table == "icustays":
+        checks.append(_row_check(pl.col("outtime") >= pl.col("intime"), "plausibility.outtime_before_intime"))
+    if table == "admissions":
+        checks.append(
+            _row_check(pl.col("dischtime") >= pl.col("admittime"), "plausibility.dischtime_before_admittime")
+        )
+    if table == "patients":
+        checks.append(_row_check(pl.col("anchor_age").is_between(0, 120), "plausibility.anchor_age_range"))
+    if spec.time_columns_in_stay:
+        columns[STAY_INTIME] = pa.Column(pl.Datetime("us"), nullable=True)
+        columns[STAY_OUTTIME] = pa.Column(pl.Datetime("us"), nullable=True)
+        checks.extend(_stay_checks(table, float(study_config.get("ingest.stay_time_margin_hours"))))
+
+    return pa.DataFrameSchema(columns, checks=checks, name=f"raw_{table}", strict=False, coerce=False)
+
+
+# The column a frame-level rule is about: the quarantine reports that column's value.
+RULE_COLUMN: dict[str, str] = {
+    "integrity.duplicate_key": "",  # filled per table from _KEYS
+    "integrity.unknown_stay": "stay_id",
+    "plausibility.endtime_before_starttime": "endtime",
+    "plausibility.patientweight_range": "patientweight",
+    "plausibility.negative_rate": "rate",
+    "plausibility.negative_amount": "amount",
+    "plausibility.rate_range": "rate",
+    "plausibility.value_range": "valuenum",
+    "plausibility.outtime_before_intime": "outtime",
+    "plausibility.dischtime_before_admittime": "dischtime",
+    "plausibility.anchor_age_range": "anchor_age",
+    "plausibility.time_in_stay": "",  # the table's first in-stay time column
+    "conformance.rate_unit": "rateuom",
+}
+
+
+def rule_column(table: str, rule: str) -> str | None:
+    """The column whose value the quarantine shows for a frame-level ``rule`` of ``table``."""
+    if rule == "integrity.duplicate_key":
+        return _KEYS[table][0]
+    if rule == "plausibility.time_in_stay":
+        return RAW_TABLES[table].time_columns_in_stay[0]
+    return RULE_COLUMN.get(rule)
+
+
+def failure_rules(failure_cases: pl.DataFrame) -> pl.DataFrame:
+    """Normalise Pandera failure cases to (index, rule, column_name, value) rows.
+
+    Column-level failures become ``completeness.<column>`` (null in a required column) or
+    ``conformance.<check>``; frame-level failures keep their rule name.
+    """
+    fc = failure_cases.filter(pl.col("index").is_not_null())
+    rule = (
+        pl.when(pl.col("check") == "not_nullable")
+        .then(pl.concat_str([pl.lit("completeness."), pl.col("column")]))
+        .when(pl.col("schema_context") == "DataFrameSchema")
+        .then(pl.col("check"))
+        .otherwise(pl.concat_str([pl.lit("conformance."), pl.col("check")]))
+    )
+    return fc.select(
+        pl.col("index").cast(pl.Int64),
+        rule.alias("rule"),
+        # Frame-level checks name the schema here, not a column: the caller picks the column.
+        pl.when(pl.col("schema_context") == "DataFrameSchema").then(None).otherwise(pl.col("column"))
+        .alias("column_name"),
+        pl.col("failure_case").cast(pl.String).alias("value"),
+    )
