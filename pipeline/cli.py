@@ -7,6 +7,7 @@ no traceback. Set ``VASOFLOW_DEBUG=1`` to see tracebacks.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -87,9 +88,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _setup_logging() -> None:
+    """Warnings (e.g. a missing optional table) go to stderr as one line each."""
+    logger = logging.getLogger("vasoflow")
+    if not any(getattr(h, "_vasoflow", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("vasoflow: %(levelname)s: %(message)s"))
+        handler._vasoflow = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _setup_logging()
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

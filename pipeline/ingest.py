@@ -96,7 +96,6 @@ class IngestResult:
                 f"  {t.table:<16} read {t.rows_read:>10,}  loaded {t.rows_loaded:>10,}  "
                 f"quarantined {t.rows_quarantined:>7,}" + ("  (item-id filtered)" if t.itemid_filter else "")
             )
-        lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
 
@@ -270,7 +269,7 @@ def _validate(con, table: RawTable, concepts: Concepts, config: StudyConfig) -> 
             f"SELECT {cols} FROM {raw} r {join} WHERE r.source_row > ? AND r.source_row <= ? "
             f"AND len(r._type_errors) = 0 ORDER BY r.source_row",
             [start, stop],
-        ).fetch_arrow_table()
+        ).to_arrow_table()
         frame = pl.from_arrow(arrow)
         if frame.height:
             _validate_frame(con, table.name, schema, frame)
