@@ -1,0 +1,130 @@
+"""Build the analysis cohort from an ingested DuckDB database.
+
+``build_cohort(db_path, out_dir, config)`` re-registers the concept tables and ``study_param``
+from the given config (so a changed threshold takes effect without re-ingesting), runs the SQL
+relations of ``sql/`` in build order inside one transaction (a failure leaves the database as
+it was), validates the cohort with ``schemas.cohort`` and writes, each via a temp file renamed
+into place:
+
+* ``cohort.parquet``: one row per cohort ICU stay (``mart_cohort``; columns in sql/README.md);
+* ``attrition.parquet``: one row per cohort filter (step, description, n_stays, n_patients,
+  n_excluded, ...);
+* ``ne_timeline.parquet``: one row per resolved NE rate interval of each cohort stay's index
+  episode (stay_id, starttime, endtime, ne_rate_mcg_kg_min, ne_rate_mcg_min).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from pipeline.concepts import Concepts, load_concepts, register_concept_tables
+from pipeline.config import StudyConfig
+from pipeline.errors import InputFileError
+from pipeline.sqlbuild import build_relations
+from schemas.cohort import validate_cohort
+
+REQUIRED_RELATIONS = ("source_table", "valid_icustays", "valid_inputevents", "valid_patients", "valid_admissions")
+
+
+@dataclass(frozen=True)
+class CohortResult:
+    """Where the cohort outputs are and what they hold."""
+
+    cohort_path: Path
+    attrition_path: Path
+    ne_timeline_path: Path
+    n_rows: int
+    n_timeline_rows: int
+    attrition: pl.DataFrame
+    exposure_counts: dict[str, int]
+    seconds: float
+
+    def describe(self) -> str:
+        lines = [f"cohort: {self.n_rows} ICU stays -> {self.cohort_path} ({self.seconds:.1f} s)"]
+        for row in self.attrition.iter_rows(named=True):
+            lines.append(
+                f"  {row['step']}. {row['description']}: {row['n_stays']} stays, "
+                f"{row['n_patients']} patients (excluded {row['n_excluded']})"
+            )
+        exposures = ", ".join(f"{k} {v}" for k, v in sorted(self.exposure_counts.items()))
+        lines.append(f"  exposure: {exposures or 'none'}")
+        lines.append(f"  NE timeline: {self.n_timeline_rows} intervals -> {self.ne_timeline_path}")
+        return "\n".join(lines)
+
+
+def _write_parquet(frame: pl.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.writing-{os.getpid()}")
+    try:
+        frame.write_parquet(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _check_database(con, db_path: Path) -> None:
+    present = {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+    ).fetchall()}
+    missing = [r for r in REQUIRED_RELATIONS if r not in present]
+    if missing:
+        raise InputFileError(
+            f"{db_path}: not an ingested vasoflow database (missing {', '.join(missing)}; run `vasoflow ingest`)"
+        )
+
+
+def build_cohort(
+    db_path: Path,
+    out_dir: Path,
+    config: StudyConfig,
+    concepts: Concepts | None = None,
+) -> CohortResult:
+    """Build cohort, attrition and NE timeline parquet files in ``out_dir`` (see module docs)."""
+    t0 = time.perf_counter()
+    db_path, out_dir = Path(db_path), Path(out_dir)
+    if not db_path.is_file():
+        raise InputFileError(f"{db_path}: database not found (run `vasoflow ingest` first)")
+    concepts = concepts or load_concepts()
+    try:
+        con = duckdb.connect(str(db_path))
+    except duckdb.Error as exc:
+        raise InputFileError(f"{db_path}: cannot open DuckDB database ({exc})".splitlines()[0]) from None
+    try:
+        _check_database(con, db_path)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            register_concept_tables(con, concepts, config)
+            build_relations(con)
+            cohort = con.execute("SELECT * FROM mart_cohort ORDER BY stay_id").pl()
+            attrition = con.execute("SELECT * FROM mart_attrition ORDER BY step").pl()
+            timeline = con.execute("SELECT * FROM mart_ne_timeline ORDER BY stay_id, starttime").pl()
+            cohort = validate_cohort(cohort, config)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    finally:
+        con.close()
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {name: out_dir / f"{name}.parquet" for name in ("cohort", "attrition", "ne_timeline")}
+    _write_parquet(cohort, paths["cohort"])
+    _write_parquet(attrition, paths["attrition"])
+    _write_parquet(timeline, paths["ne_timeline"])
+    counts = dict(cohort.group_by("exposure").len().iter_rows()) if cohort.height else {}
+    return CohortResult(
+        cohort_path=paths["cohort"],
+        attrition_path=paths["attrition"],
+        ne_timeline_path=paths["ne_timeline"],
+        n_rows=cohort.height,
+        n_timeline_rows=timeline.height,
+        attrition=attrition,
+        exposure_counts={str(k): int(v) for k, v in counts.items()},
+        seconds=time.perf_counter() - t0,
+    )
+
