@@ -4,9 +4,17 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Nothing in the tests may reach for the internet or share state with a user's Prefect or
+# vasoflow caches: set before anything imports prefect.
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="vasoflow-test-prefect-")
+os.environ["VASOFLOW_CACHE_DIR"] = tempfile.mkdtemp(prefix="vasoflow-test-cache-")
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_DIR = REPO.parent / "shared" / "data" / "mimic-iv-demo-2.2"
