@@ -67,6 +67,7 @@ class TableLedger:
     ignored_columns: tuple[str, ...] = ()
     absent_optional_columns: tuple[str, ...] = ()
     quarantined_by_rule: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0  # load + validate time of this table
 
 
 @dataclass(frozen=True)
@@ -419,6 +420,7 @@ def _build(con, files: dict[str, Path | None], concepts: Concepts, config: Study
             notes.append(msg)
             ledgers.append(TableLedger(name, None, False, 0, 0, 0, table.itemid_filter))
             continue
+        t_table = time.perf_counter()
         header = _parquet_header(con, path) if path.name.endswith(".parquet") else _read_csv_header(path)
         mapped = _map_columns(path, table, header)
         _load_raw(con, path, table, mapped, concepts)
@@ -438,7 +440,8 @@ def _build(con, files: dict[str, Path | None], concepts: Concepts, config: Study
         ).fetchone()[0]
         ledgers.append(
             TableLedger(name, str(path), True, rows_read, rows_read - n_quarantined, n_quarantined,
-                        table.itemid_filter, tuple(mapped.ignored), tuple(mapped.absent_optional), by_rule)
+                        table.itemid_filter, tuple(mapped.ignored), tuple(mapped.absent_optional), by_rule,
+                        round(time.perf_counter() - t_table, 3))
         )
     for name in LOAD_ORDER:
         cols = ", ".join(_q(c) for c in ["source_row", *RAW_TABLES[name].columns])
