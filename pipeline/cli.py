@@ -42,6 +42,33 @@ def _cmd_cohort(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from pipeline.config import load_study_config
+    from pipeline.models import analyze
+
+    result = analyze(Path(args.cohort), Path(args.out), load_study_config(args.config))
+    print(result.describe())
+    return 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from pipeline.audit import run_audit
+    from pipeline.config import load_study_config
+
+    result = run_audit(Path(args.db), Path(args.out), load_study_config(args.config))
+    print(result.describe())
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pipeline.config import load_study_config
+    from pipeline.report import build_report
+
+    result = build_report(Path(args.out), load_study_config(args.config))
+    print(result.describe())
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from pipeline.config import load_study_config
     from pipeline.run import run_all
@@ -79,6 +106,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--config")
     p.set_defaults(func=_cmd_cohort)
+
+    p = sub.add_parser("analyze", help="survival and RRT models from cohort.parquet -> results.json")
+    p.add_argument("--cohort", required=True, help="cohort.parquet (ne_timeline.parquet beside it)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--config")
+    p.set_defaults(func=_cmd_analyze)
+
+    p = sub.add_parser("audit", help="QI audit of vasopressor practice (after cohort) -> audit.parquet")
+    p.add_argument("--db", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--config")
+    p.set_defaults(func=_cmd_audit)
+
+    p = sub.add_parser("report", help="the self-contained HTML report from an output folder")
+    p.add_argument("--out", required=True, help="folder with the outputs of cohort, analyze and audit")
+    p.add_argument("--config")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("run", help="the main job: every step from raw files to outputs")
     p.add_argument("--source", help="folder with hosp/ and icu/ (default: embedded synthetic data)")
