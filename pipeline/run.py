@@ -72,6 +72,7 @@ def run_all(source: Path | None, out_dir: Path, config: StudyConfig) -> RunResul
     from pipeline.cohort import build_cohort
     from pipeline.ingest import ingest
     from pipeline.models import analyze
+    from pipeline.report import build_report
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -96,4 +97,7 @@ def run_all(source: Path | None, out_dir: Path, config: StudyConfig) -> RunResul
     outputs["results"] = out_dir / "results.json"
     timed("audit", run_audit, db_path, out_dir, config)
     outputs["audit"] = out_dir / "audit.parquet"
+    timed("report", build_report, out_dir, config)
+    outputs["report"] = out_dir / "report.html"
+    outputs["summary"] = out_dir / "report.md"
     return RunResult(out_dir=out_dir, source=source, outputs=outputs, step_seconds=seconds)
