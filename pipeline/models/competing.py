@@ -1,0 +1,277 @@
+"""RRT with death as a competing risk, among vp_added patients without RRT before VP start.
+
+Time zero = VP start; horizon = [outcomes].short_term_days. Status per patient:
+1 = first RRT in the index stay (rrt_first_time_after_index) within the horizon;
+2 = death within the horizon before any RRT; 0 = censored (alive without RRT at the horizon or
+at the end of follow-up). RRT after ICU discharge is not in the data (the cohort records RRT in
+the same stay only): such patients count as RRT-free - a stated limitation.
+
+* logistic risk of RRT by the horizon (OR): stratum, timing class;
+* cumulative incidence (Aalen-Johansen, lifelines; seeded because it jitters tied times);
+* cause-specific Cox (competing death censors);
+* Fine-Gray subdistribution hazards by the weighted-Cox construction (below).
+
+Fine-Gray construction (Fine JP, Gray RJ. JASA 1999;94:496-509; Geskus RB. Biometrics
+2011;67:39-49): a patient with a competing event at T_i stays in the risk set after T_i with
+weight G(t-)/G(T_i-), G = Kaplan-Meier of the censoring distribution; everyone else has weight 1
+until their own time. G is a step function, so the extra rows of such a patient are cut only at
+the censoring times after T_i: for t in (a, b] with no censoring inside, G(t-) = G(a). The
+weighted Cox partial likelihood on these (entry, stop] rows is the Fine-Gray one. Robust
+(sandwich, clustered on patient) SEs as in Geskus 2011; cmprsk::crr's variance also accounts for
+estimating G, so its SEs can differ slightly, the point estimate is the same.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import statsmodels.api as sm
+from lifelines import AalenJohansenFitter, KaplanMeierFitter
+from scipy.stats import norm
+
+from pipeline.models.cox import check_counts, complete_cases, fit_cox
+from pipeline.models.data import MIN_TIME_DAYS
+from pipeline.models.results import ModelResult
+from pipeline.models.settings import ModelSettings
+
+_DAY = pl.duration(days=1)
+
+
+def rrt_population(cohort: pl.DataFrame, horizon_days: float) -> pl.DataFrame:
+    """vp_added without RRT before VP start, with ``time_days`` and ``status`` (0/1/2)."""
+    pop = cohort.filter(
+        (pl.col("exposure") == "vp_added")
+        & ~pl.col("rrt_before_index").fill_null(False)
+        & (pl.col("rrt_first_time_after_index").is_null()
+           | (pl.col("rrt_first_time_after_index") >= pl.col("vp_start_time")))
+    )
+    t0 = pl.col("vp_start_time")
+    rrt_d = (pl.col("rrt_first_time_after_index") - t0) / _DAY
+    death_d = pl.when(pl.col("has_died")).then((pl.col("death_time") - t0) / _DAY)
+    end_d = (pl.min_horizontal("death_time", "followup_end_time") - t0) / _DAY
+    return pop.with_columns(rrt_d=rrt_d, death_d=death_d, end_d=end_d).with_columns(
+        status=pl.when(pl.col("rrt_d").is_not_null() & (pl.col("rrt_d") <= horizon_days)).then(1)
+        .when(pl.col("death_d").is_not_null() & (pl.col("death_d") <= horizon_days)).then(2)
+        .otherwise(0).cast(pl.Int8),
+        time_days=pl.min_horizontal(pl.col("rrt_d").fill_null(float("inf")), pl.col("end_d"),
+                                    pl.lit(horizon_days)).clip(lower_bound=MIN_TIME_DAYS),
+        is_more_severe=(pl.col("vasst_stratum") == "more_severe").cast(pl.Int8),
+        is_delayed=(pl.col("timing_class") == "delayed").cast(pl.Int8),
+    ).drop("rrt_d", "death_d", "end_d")
+
+
+# ---------------------------------------------------------------- Fine-Gray
+def censoring_survival(time: np.ndarray, status: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Kaplan-Meier of the censoring distribution: (distinct censoring times, G just after each).
+    Events of any cause censor the censoring process; at tied times events come first."""
+    kmf = KaplanMeierFitter().fit(time, (status == 0).astype(int))
+    sf = kmf.survival_function_.iloc[:, 0]
+    cens_times = np.unique(time[status == 0])
+    return cens_times, sf.loc[cens_times].to_numpy()
+
+
+def _g_before(t: np.ndarray, cens_times: np.ndarray, g_after: np.ndarray) -> np.ndarray:
+    """G(t-): value after the last censoring time strictly before t."""
+    idx = np.searchsorted(cens_times, t, side="left") - 1
+    return np.where(idx >= 0, g_after[np.clip(idx, 0, None)], 1.0)
+
+
+def fine_gray_rows(
+    ids: np.ndarray, time: np.ndarray, status: np.ndarray, failcode: int = 1,
+) -> pd.DataFrame:
+    """Counting-process rows (id, start, stop, event, fg_weight) of the Fine-Gray weighted Cox."""
+    cens_times, g_after = censoring_survival(time, status)
+    fail_times = time[status == failcode]
+    t_max = fail_times.max() if fail_times.size else 0.0
+    rows_id, rows_start, rows_stop, rows_event, rows_w = [ids], [np.zeros_like(time)], [time], \
+        [(status == failcode).astype(int)], [np.ones_like(time)]
+    competing = (status != failcode) & (status != 0) & (time < t_max)
+    g_ti = _g_before(time, cens_times, g_after)
+    for i in np.flatnonzero(competing):
+        ti = time[i]
+        inner = cens_times[(cens_times > ti) & (cens_times < t_max)]
+        starts = np.concatenate([[ti], inner])
+        stops = np.concatenate([inner, [t_max]])
+        # For t in (a, b]: G(t-) = G right after a (a = T_i or a censoring time).
+        g_a = np.concatenate([[_g_before(np.array([np.nextafter(ti, np.inf)]), cens_times, g_after)[0]],
+                              g_after[np.searchsorted(cens_times, inner)]])
+        rows_id.append(np.full(starts.size, ids[i]))
+        rows_start.append(starts)
+        rows_stop.append(stops)
+        rows_event.append(np.zeros(starts.size, dtype=int))
+        rows_w.append(g_a / g_ti[i])
+    out = pd.DataFrame({
+        "id": np.concatenate(rows_id), "start": np.concatenate(rows_start),
+        "stop": np.concatenate(rows_stop), "event": np.concatenate(rows_event),
+        "fg_weight": np.concatenate(rows_w),
+    })
+    return out[out["fg_weight"] > 0]
+
+
+def fine_gray(
+    frame: pl.DataFrame, *, name: str, label: str, contrast: str, exposure_col: str,
+    covariates: Sequence[str], settings: ModelSettings, failcode: int = 1, id_col: str = "subject_id",
+) -> ModelResult:
+    """Fine-Gray subdistribution HR (sHR) of ``failcode`` for ``exposure_col`` + covariates.
+    ``frame`` needs time_days, status (0 censored, 1.. causes) and the covariates."""
+    cc, dropped, kept = complete_cases(frame, [exposure_col, *covariates])
+    kept = [c for c in kept if c != exposure_col]
+    details = {"n_dropped_missing": dropped, "covariates_used": ",".join(kept),
+               "method": "weighted Cox, censoring weights (Fine & Gray 1999; Geskus 2011)"}
+    cc = cc.with_columns(event=(pl.col("status") == failcode).cast(pl.Int8))
+    n, events = cc.height, int(cc["event"].sum()) if cc.height else 0
+    reason = check_counts(cc, exposure_col, "event", len(kept), settings, id_col=id_col)
+    if reason:
+        return ModelResult.not_estimable(name, label, "sHR", contrast, reason, n, events, details)
+    rows = fine_gray_rows(cc[id_col].to_numpy(), cc["time_days"].to_numpy(),
+                          cc["status"].to_numpy(), failcode)
+    covs = cc.select(id_col, exposure_col, *kept).to_pandas().rename(columns={id_col: "id"})
+    data = pl.from_pandas(rows.merge(covs, on="id", how="left")).rename({"id": id_col})
+    res = fit_cox(data, name=name, label=label, contrast=contrast, exposure_col=exposure_col,
+                  covariates=kept, settings=settings, time_col="stop", event_col="event",
+                  entry_col="start", weight_col="fg_weight", id_col=id_col, measure="sHR",
+                  ph_test=False)
+    return res.with_details(**details)
+
+
+# ---------------------------------------------------------------- other RRT models
+def logistic_or(
+    frame: pl.DataFrame, *, name: str, label: str, contrast: str, exposure_cols: Sequence[str],
+    covariates: Sequence[str], settings: ModelSettings, outcome_col: str = "has_rrt",
+) -> list[ModelResult]:
+    """Logistic regression of ``outcome_col`` (0/1); one ModelResult (OR, Wald CI) per exposure
+    column (dummies of one factor share one fit and summary)."""
+    cc, dropped, kept = complete_cases(frame, [*exposure_cols, *covariates])
+    kept = [c for c in kept if c not in exposure_cols]
+    out = []
+    n, events = cc.height, int(cc[outcome_col].sum()) if cc.height else 0
+    details = {"n_dropped_missing": dropped, "covariates_used": ",".join(kept)}
+    reason = ""
+    for col in exposure_cols:
+        reason = reason or check_counts(cc.with_columns(pl.col(col).cast(pl.Int8)), col, outcome_col,
+                                        len(kept) + len(exposure_cols) - 1, settings)
+    if not reason and min(events, n - events) < settings.min_events_total:
+        reason = f"{min(events, n - events)} patients in the rarer outcome class (< {settings.min_events_total})"
+    fit = None
+    if not reason:
+        X = sm.add_constant(cc.select(*exposure_cols, *kept).cast(pl.Float64).to_pandas(), has_constant="add")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fit = sm.Logit(cc[outcome_col].cast(pl.Float64).to_numpy(), X).fit(disp=0)
+        except (np.linalg.LinAlgError, ValueError, sm.tools.sm_exceptions.PerfectSeparationError) as exc:
+            reason = f"logistic fit failed: {str(exc).splitlines()[0][:120]}"
+    if reason:
+        return [ModelResult.not_estimable(f"{name}.{c}", f"{label}: {c}", "OR", contrast, reason,
+                                          n, events, details) for c in exposure_cols]
+    z = float(norm.ppf(1 - settings.alpha / 2))
+    params, se, p = fit.params, fit.bse, fit.pvalues
+    summary = pl.DataFrame({
+        "term": [str(t) for t in params.index], "estimate": np.exp(params.values),
+        "ci_low": np.exp(params.values - z * se.values), "ci_high": np.exp(params.values + z * se.values),
+        "coef": params.values, "se": se.values, "p": p.values,
+    })
+    for c in exposure_cols:
+        r = summary.filter(pl.col("term") == c).row(0, named=True)
+        if not np.isfinite(r["ci_high"]) or r["se"] > 10:
+            out.append(ModelResult.not_estimable(f"{name}.{c}", f"{label}: {c}", "OR", contrast,
+                                                 "estimate not finite (separation)", n, events, details))
+            continue
+        out.append(ModelResult(
+            name=f"{name}.{c}", label=f"{label}: {c}", measure="OR", contrast=contrast, estimable=True,
+            estimate=r["estimate"], ci_low=r["ci_low"], ci_high=r["ci_high"], p=r["p"], n=n,
+            events=events, se_type="model-based (logistic MLE)", details=details, summary=summary))
+    return out
+
+
+def cumulative_incidence(
+    frame: pl.DataFrame, grouping: str, settings: ModelSettings, at_days: Sequence[float],
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Aalen-Johansen cumulative incidence of RRT (cause 1) and death (cause 2) per group.
+
+    Returns (curves: grouping, group, cause, time_days, cumulative_incidence, ci_low, ci_high;
+    at_times: grouping, group, cause, time_days, n_at_risk, cumulative_incidence). Groups with
+    fewer than ``min_patients_per_group`` patients are left out (listed nowhere else)."""
+    curve_rows, at_rows = [], []
+    data = frame.filter(pl.col(grouping).is_not_null())
+    for group in sorted(data[grouping].unique().to_list()):
+        g = data.filter(pl.col(grouping) == group)
+        if g.height < settings.min_patients_per_group:
+            continue
+        t, s = g["time_days"].to_numpy(), g["status"].to_numpy()
+        for cause, cname in ((1, "rrt"), (2, "death")):
+            if not (s == cause).any():
+                continue
+            ajf = AalenJohansenFitter(seed=settings.aalen_johansen_seed, alpha=settings.alpha)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ajf.fit(t, s, event_of_interest=cause)
+            cif = ajf.cumulative_density_.iloc[:, 0]
+            ci = ajf.confidence_interval_cumulative_density_
+            for tt, v, lo, hi in zip(cif.index, cif.values, ci.iloc[:, 0].values, ci.iloc[:, 1].values):
+                curve_rows.append({"grouping": grouping, "group": str(group), "cause": cname,
+                                   "time_days": float(tt), "cumulative_incidence": float(v),
+                                   "ci_low": float(lo), "ci_high": float(hi)})
+            for a in at_days:
+                val = cif[cif.index <= a]
+                at_rows.append({"grouping": grouping, "group": str(group), "cause": cname,
+                                "time_days": float(a), "n_at_risk": int((t >= a).sum()),
+                                "cumulative_incidence": float(val.iloc[-1]) if len(val) else 0.0})
+    curves = pl.DataFrame(curve_rows, schema={"grouping": pl.String, "group": pl.String, "cause": pl.String,
+                          "time_days": pl.Float64, "cumulative_incidence": pl.Float64,
+                          "ci_low": pl.Float64, "ci_high": pl.Float64})
+    at = pl.DataFrame(at_rows, schema={"grouping": pl.String, "group": pl.String, "cause": pl.String,
+                      "time_days": pl.Float64, "n_at_risk": pl.Int64, "cumulative_incidence": pl.Float64})
+    return curves, at
+
+
+@dataclass(frozen=True)
+class RrtResult:
+    horizon_days: float
+    n: int
+    n_rrt: int
+    n_death_first: int
+    models: tuple[ModelResult, ...]
+    cif_curves: pl.DataFrame
+    cif_at_times: pl.DataFrame
+
+    def to_dict(self) -> dict:
+        return {"horizon_days": self.horizon_days, "n": self.n, "n_rrt": self.n_rrt,
+                "n_death_before_rrt": self.n_death_first,
+                "models": {m.name: m.to_dict() for m in self.models}}
+
+
+def rrt_analysis(cohort: pl.DataFrame, settings: ModelSettings) -> RrtResult:
+    h = settings.short_term_days
+    pop = rrt_population(cohort, h).with_columns(has_rrt=(pl.col("status") == 1).cast(pl.Int8))
+    strat = pop.filter(pl.col("vasst_stratum").is_in(["less_severe", "more_severe"]))
+    timing = pop.filter(pl.col("timing_class").is_not_null()).with_columns(
+        **{f"is_{c}": (pl.col("timing_class") == c).cast(pl.Int8) for c in ("recommended", "ssc_window", "delayed")}
+    )
+    cov = settings.baseline_covariates
+    models: list[ModelResult] = []
+    models += logistic_or(strat, name="rrt.logistic.stratum", label="RRT risk (logistic)",
+                          contrast="more_severe vs less_severe", exposure_cols=["is_more_severe"],
+                          covariates=cov, settings=settings)
+    models += logistic_or(timing, name="rrt.logistic.timing", label="RRT risk (logistic)",
+                          contrast="timing class vs early", covariates=cov, settings=settings,
+                          exposure_cols=["is_recommended", "is_ssc_window", "is_delayed"])
+    for frame, col, contrast in ((strat, "is_more_severe", "more_severe vs less_severe"),
+                                 (timing, "is_delayed", "delayed vs earlier")):
+        tag = "stratum" if col == "is_more_severe" else "timing"
+        cs = frame.with_columns(event=(pl.col("status") == 1).cast(pl.Int8))
+        models.append(fit_cox(cs, name=f"rrt.cause_specific.{tag}", label=f"RRT cause-specific Cox, {tag}",
+                              contrast=contrast, exposure_col=col, covariates=cov, settings=settings))
+        models.append(fine_gray(frame, name=f"rrt.fine_gray.{tag}", label=f"RRT Fine-Gray, {tag}",
+                                contrast=contrast, exposure_col=col, covariates=cov, settings=settings))
+    models = [m.with_details(horizon_days=h, time_zero="vp_start_time") for m in models]
+    at = [d for d in settings.at_risk_days if d <= h]
+    c1, a1 = cumulative_incidence(pop, "vasst_stratum", settings, at)
+    c2, a2 = cumulative_incidence(pop, "timing_class", settings, at)
+    return RrtResult(h, pop.height, int((pop["status"] == 1).sum()), int((pop["status"] == 2).sum()),
+                     tuple(models), pl.concat([c1, c2]), pl.concat([a1, a2]))
