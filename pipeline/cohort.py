@@ -3,7 +3,7 @@
 ``build_cohort(db_path, out_dir, config)`` re-registers the concept tables and ``study_param``
 from the given config (so a changed threshold takes effect without re-ingesting), runs the SQL
 relations of ``sql/`` in build order inside one transaction (a failure leaves the database as
-it was), validates the cohort with ``schemas.cohort`` and writes, each via a temp file renamed
+it was; only ``COHORT_RELATIONS``), validates the cohort with ``schemas.cohort`` and writes, each via a temp file renamed
 into place:
 
 * ``cohort.parquet``: one row per cohort ICU stay (``mart_cohort``; columns in sql/README.md);
@@ -28,6 +28,27 @@ from pipeline.config import StudyConfig
 from pipeline.errors import InputFileError
 from pipeline.sqlbuild import build_relations
 from schemas.cohort import validate_cohort
+
+# The relations of sql/build_order.toml this step builds (other steps, e.g. the QI audit, build
+# theirs on top with ``build_relations(con, names)``; a failure there must not block the cohort).
+COHORT_RELATIONS = (
+    "stg_inputevents_vasoactive",
+    "stg_chartevents_map",
+    "stg_labevents_lactate",
+    "stg_labevents_creatinine",
+    "stg_rrt_events",
+    "int_drug_rate_intervals",
+    "int_drug_infusions",
+    "int_shock_episodes",
+    "int_index_episodes",
+    "int_index_exposure",
+    "int_vp_timing",
+    "int_cohort_eligibility",
+    "int_patient_outcomes",
+    "mart_attrition",
+    "mart_cohort",
+    "mart_ne_timeline",
+)
 
 REQUIRED_RELATIONS = ("source_table", "valid_icustays", "valid_inputevents", "valid_patients", "valid_admissions")
 
@@ -99,7 +120,7 @@ def build_cohort(
         con.execute("BEGIN TRANSACTION")
         try:
             register_concept_tables(con, concepts, config)
-            build_relations(con)
+            build_relations(con, list(COHORT_RELATIONS))
             cohort = con.execute("SELECT * FROM mart_cohort ORDER BY stay_id").pl()
             attrition = con.execute("SELECT * FROM mart_attrition ORDER BY step").pl()
             timeline = con.execute("SELECT * FROM mart_ne_timeline ORDER BY stay_id, starttime").pl()

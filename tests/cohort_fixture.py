@@ -14,6 +14,7 @@ import duckdb
 import polars as pl
 
 from pipeline.concepts import load_concepts, register_concept_tables
+from pipeline.cohort import COHORT_RELATIONS
 from pipeline.config import load_study_config
 from pipeline.sqlbuild import build_relations
 from schemas.raw import RAW_TABLES, empty_table_sql
@@ -135,7 +136,7 @@ class CohortDB:
     # -- build -------------------------------------------------------------------------------
     def build(self, config=None, names=None) -> "CohortDB":
         register_concept_tables(self.con, CONCEPTS, config or load_study_config())
-        build_relations(self.con, names)
+        build_relations(self.con, list(names or COHORT_RELATIONS))
         return self
 
     def frame(self, sql: str) -> pl.DataFrame:

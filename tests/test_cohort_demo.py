@@ -1,0 +1,86 @@
+"""End to end on the MIMIC-IV demo 2.2: ingest (shared fixture) -> build_cohort.
+
+The NE rate at VP start is checked against an independent polars lookup in the raw
+icu/inputevents file (not through the SQL): the first infusing VP row of the stay, and the
+non-Rewritten NE row covering that instant with the latest start."""
+
+from __future__ import annotations
+
+import shutil
+
+import polars as pl
+import pytest
+
+from cohort_fixture import CONCEPTS, study_config_with
+from pipeline.cohort import build_cohort
+
+# The demo's stays where VP is added to NE (both switches off), known from reading the raw file.
+DEMO_VP_ADDED = {32119961, 32128372, 32359580, 33281088, 34100191, 34617352, 37093652, 39061571}
+
+
+@pytest.fixture(scope="module")
+def demo_cohort(demo_db, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("demo_cohort")
+    db_copy = tmp / "demo.duckdb"
+    shutil.copy(demo_db.db_path, db_copy)  # the shared ingest stays read-only
+    cfg = study_config_with(tmp, "[cohort]\nrequire_sepsis_diagnosis = false\nfirst_stay_only = false\n")
+    return build_cohort(db_copy, tmp / "out", cfg)
+
+
+def _raw_ne_at_vp_start(demo_dir) -> pl.DataFrame:
+    ne_id = CONCEPTS.raw["drugs"]["norepinephrine"]["itemids"][0]
+    vp_id = CONCEPTS.raw["drugs"]["vasopressin"]["itemids"][0]
+    raw = pl.read_csv(demo_dir / "icu" / "inputevents.csv.gz", try_parse_dates=True, infer_schema_length=None)
+    raw = raw.filter(pl.col("statusdescription") != "Rewritten")
+    vp_start = (
+        raw.filter((pl.col("itemid") == vp_id) & (pl.col("rate") > 0))
+        .group_by("stay_id").agg(pl.col("starttime").min().alias("vp_start"))
+    )
+    covering = (
+        raw.filter(pl.col("itemid") == ne_id).join(vp_start, on="stay_id")
+        .filter((pl.col("starttime") <= pl.col("vp_start")) & (pl.col("vp_start") < pl.col("endtime")))
+        .sort(["starttime", "orderid", "rate"], descending=True)
+        .group_by("stay_id").first()
+    )
+    return covering.select(
+        "stay_id", "vp_start", pl.col("rate").alias("raw_rate"), pl.col("patientweight").alias("raw_weight")
+    )
+
+
+def test_demo_vp_added_stays_match_the_raw_rows(demo_cohort, demo_dir):
+    cohort = pl.read_parquet(demo_cohort.cohort_path)
+    vp_added = cohort.filter(pl.col("exposure") == "vp_added")
+    assert set(vp_added["stay_id"].to_list()) == DEMO_VP_ADDED
+    assert vp_added["timing_class"].null_count() == 0 and vp_added["vasst_stratum"].null_count() == 0
+    raw = _raw_ne_at_vp_start(demo_dir)
+    both = vp_added.join(raw, on="stay_id", how="left")
+    assert both["raw_rate"].null_count() == 0, "every VP start has a covering NE row in the raw file"
+    for row in both.iter_rows(named=True):
+        assert row["vp_start_time"] == row["vp_start"], row["stay_id"]
+        assert row["ne_rate_at_vp_mcg_kg_min"] == pytest.approx(row["raw_rate"]), row["stay_id"]
+        assert row["ne_rate_at_vp_mcg_min"] == pytest.approx(row["raw_rate"] * row["raw_weight"]), row["stay_id"]
+        assert row["weight_kg"] == pytest.approx(row["raw_weight"])
+
+
+def test_demo_known_classifications(demo_cohort):
+    cohort = pl.read_parquet(demo_cohort.cohort_path).filter(pl.col("exposure") == "vp_added")
+    by_stay = {r["stay_id"]: r for r in cohort.iter_rows(named=True)}
+    # 39061571: 0.400 mcg/kg/min x 88.4 kg = 35.4 mcg/min > 35: delayed by the absolute rule
+    assert by_stay[39061571]["timing_class"] == "delayed"
+    # 33281088: 0.300 mcg/kg/min x 49.8 kg = 14.9 mcg/min: SSC window, VASST less severe
+    assert (by_stay[33281088]["timing_class"], by_stay[33281088]["vasst_stratum"]) == ("ssc_window", "less_severe")
+    # 32128372: NE and VP start in the same minute; the NE row's first rate 0.120
+    assert by_stay[32128372]["hours_ne_to_vp"] == 0
+    assert by_stay[32128372]["timing_class"] == "recommended"
+
+
+def test_demo_flags_and_attrition(demo_cohort):
+    cohort = pl.read_parquet(demo_cohort.cohort_path)
+    # the demo has no chartevents: MAP is unavailable, not merely missing; labs are present
+    assert not cohort["has_map_source"].any() and not cohort["has_chartevents"].any()
+    assert cohort["has_lactate_source"].all()
+    assert cohort["map_before_vp_mmhg"].null_count() == cohort.height
+    att = demo_cohort.attrition
+    assert att["n_stays"].to_list()[0] == 140  # icu/icustays rows of the demo
+    assert att.filter(pl.col("step_name") == "sepsis_diagnosis")["n_excluded"].item() == 0
+    assert att["n_stays"].to_list()[-1] == cohort.height
