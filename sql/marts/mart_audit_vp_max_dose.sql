@@ -2,8 +2,9 @@
 -- audit_vp_max_dose_units_min (0.04 U/min) during the index episode.
 -- Grain: one row per cohort stay (mart_cohort).
 -- Result: not_applicable (no vasopressin infusing in the index episode), pass (highest
---   vasopressin rate <= limit), fail (above it). Rates are units/min (units/hour rows were
---   converted in staging, mimic-code issue #1279).
+--   vasopressin rate <= limit + audit_vp_max_dose_tolerance_units_min), fail (above it). The
+--   tolerance absorbs rates MetaVision recomputes from volume (2.4 U/h charted as 2.407 U/h).
+--   Rates are units/min (units/hour rows were converted in staging, mimic-code issue #1279).
 -- Source: mart_cohort, int_audit_episode_segments, study_param.
 with
 
@@ -34,12 +35,12 @@ final as (
         'vp_max_dose' as rule,
         case
             when v.stay_id is null then 'not_applicable'
-            when v.vp_max_rate_units_min > p.audit_vp_max_dose_units_min then 'fail'
+            when v.vp_max_rate_units_min > p.audit_vp_max_dose_units_min + p.audit_vp_max_dose_tolerance_units_min then 'fail'
             else 'pass'
         end as result,
         case
             when v.stay_id is null then 'no vasopressin in the index episode'
-            else printf('highest vasopressin rate %.3f U/min (limit %.3f U/min)',
+            else printf('highest vasopressin rate %.4f U/min (limit %.3f U/min)',
                         v.vp_max_rate_units_min, p.audit_vp_max_dose_units_min)
         end as detail
     from cohort as c
