@@ -1,0 +1,126 @@
+"""The study report: one self-contained HTML file a clinician can read and a QI lead can share,
+and a short markdown summary.
+
+``build_report(out_dir, config)`` reads what the earlier steps wrote into ``out_dir``
+(cohort, attrition, model tables and results.json, audit outputs, ledger.json) and writes
+``report.html`` and ``report.md`` there (temp file + rename). A missing piece is stated in its
+section; the report never fails because an optional step did not run.
+
+Shareable by construction: small-cell suppression on every displayed count
+(:mod:`pipeline.report.suppress`), no row-level identifiers, every data string escaped by the
+templates' autoescape, figures embedded as data URIs (no external fonts, scripts or styles).
+Deterministic: the same inputs give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from pipeline.config import StudyConfig
+from pipeline.errors import ConfigError
+from pipeline.report import sections
+from pipeline.report.suppress import CellPolicy
+from pipeline.resources import resource_dir
+
+HTML_FILE = "report.html"
+MD_FILE = "report.md"
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """Where the report went and which sections could not be filled."""
+
+    html_path: Path
+    md_path: Path
+    html_bytes: int
+    missing_sections: tuple[str, ...] = field(default_factory=tuple)
+
+    def describe(self) -> str:
+        lines = [f"report: {self.html_path} ({self.html_bytes / 1024:.0f} KiB), summary {self.md_path}"]
+        if self.missing_sections:
+            lines.append("  sections without data: " + ", ".join(self.missing_sections))
+        return "\n".join(lines)
+
+
+def policy_from_config(config: StudyConfig) -> CellPolicy:
+    n = int(config.get("report.min_cell_count"))
+    if n < 1:
+        raise ConfigError(f"{config.source}: report.min_cell_count must be >= 1, got {n}")
+    return CellPolicy(n)
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resource_dir("reports"))),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=True),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def assemble(out_dir: Path, config: StudyConfig) -> dict:
+    """Every section's data (suppressed, formatted) as one dict for the templates."""
+    out_dir = Path(out_dir)
+    policy = policy_from_config(config)
+    dpi = int(config.get("report.figure_dpi"))
+    cohort = sections.read_parquet(out_dir, "cohort")
+    attrition = sections.read_parquet(out_dir, "attrition")
+    results = sections.read_json(out_dir / "results.json")
+    ledger = sections.read_json(out_dir / "ledger.json")
+    n_total = cohort.height if cohort is not None else None
+    n_vp = cohort.filter(cohort["exposure"] == "vp_added").height if cohort is not None else None
+    return {
+        "title": str(config.get("study.name")),
+        "policy": {"min_count": policy.min_count, "small": policy.small_label,
+                   "citation": str(config.get("report.suppression_citation"))},
+        "has_results": results is not None,
+        "source": sections.source_section(out_dir, config, ledger),
+        "flow": sections.flow_section(attrition, policy),
+        "table1": sections.table1_section(cohort, config, policy),
+        "ne_dose": sections.ne_dose_section(cohort, config, policy, dpi),
+        "km": sections.km_section(out_dir, results, config, policy, dpi, n_total, n_vp),
+        "forest": sections.forest_section(out_dir, results, config, policy, dpi),
+        "cif": sections.cif_section(out_dir, results, config, policy, dpi),
+        "vasst": sections.vasst_section(out_dir, results, config, policy),
+        "audit": sections.audit_section(out_dir, config, policy, dpi),
+        "quality": sections.quality_section(ledger, cohort, policy),
+        "methods": sections.methods_section(config),
+    }
+
+
+def build_report(out_dir: Path, config: StudyConfig) -> ReportResult:
+    """Write ``report.html`` and ``report.md`` into ``out_dir`` from the outputs found there."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = assemble(out_dir, config)
+    env = _environment()
+    html = env.get_template("report.html.j2").render(**data)
+    md = env.get_template("report.md.j2").render(**data)
+    html_path, md_path = out_dir / HTML_FILE, out_dir / MD_FILE
+    _atomic_write(html_path, html)
+    _atomic_write(md_path, md)
+    missing = tuple(k for k, v in data.items() if isinstance(v, dict) and v.get("available") is False)
+    return ReportResult(html_path=html_path, md_path=md_path, html_bytes=len(html.encode()),
+                        missing_sections=missing)
+
+
+__all__ = ["ReportResult", "assemble", "build_report", "policy_from_config"]

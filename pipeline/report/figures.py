@@ -1,0 +1,239 @@
+"""Figures of the study report, drawn with matplotlib (Agg) to PNG and embedded as data URIs,
+plus the cohort flow diagram as inline SVG.
+
+Every function here draws what it is given: the suppression decisions (which groups, bins and
+points may be drawn) are made in ``pipeline.report.sections``. Output is byte-identical for the
+same input: fixed style, fonts shipped with matplotlib (DejaVu Sans), fixed size and dpi, and no
+PNG metadata (matplotlib writes its version and a "Software" key otherwise).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from html import escape
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: the report embeds the bytes
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+
+# Colour-blind-safe palette (Okabe & Ito, "Color Universal Design", 2008).
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+
+_STYLE = {
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": "#dddddd",
+    "grid.linewidth": 0.6,
+    "savefig.facecolor": "white",
+    "figure.facecolor": "white",
+    "path.simplify": False,
+}
+
+
+def _png(fig, dpi: int) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One step curve: ``times`` (days) and ``values`` (proportions 0-1), optional CI band."""
+
+    label: str
+    times: Sequence[float]
+    values: Sequence[float]
+    ci_low: Sequence[float] | None = None
+    ci_high: Sequence[float] | None = None
+
+
+def step_curves_png(curves: Sequence[Curve], *, ylabel: str, xlabel: str, xmax: float,
+                    ylim: tuple[float, float] = (0.0, 1.0), dpi: int = 100,
+                    as_percent: bool = True) -> str:
+    """Step curves (Kaplan-Meier survival, cumulative incidence) with 95% bands."""
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(7.0, 3.6))
+        scale = 100.0 if as_percent else 1.0
+        for i, c in enumerate(curves):
+            colour = PALETTE[i % len(PALETTE)]
+            ax.step(list(c.times), [scale * v for v in c.values], where="post", color=colour,
+                    linewidth=1.6, label=c.label)
+            if c.ci_low is not None and c.ci_high is not None:
+                ax.fill_between(list(c.times), [scale * v for v in c.ci_low],
+                                [scale * v for v in c.ci_high], step="post", color=colour,
+                                alpha=0.15, linewidth=0)
+        ax.set_xlim(0, xmax)
+        ax.set_ylim(ylim[0] * scale, ylim[1] * scale)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if curves:
+            ax.legend(frameon=True, framealpha=0.85, edgecolor="white", fontsize=8, loc="best")
+        fig.tight_layout()
+        return _png(fig, dpi)
+
+
+@dataclass(frozen=True)
+class ForestRow:
+    label: str
+    estimate: float | None
+    ci_low: float | None
+    ci_high: float | None
+    group: str  # colour key (e.g. "naive", "time-varying")
+
+
+def forest_png(rows: Sequence[ForestRow], *, measure: str = "hazard ratio", dpi: int = 100) -> str:
+    """Forest plot on a log scale; rows without an estimate are listed with "not estimable"."""
+    groups = list(dict.fromkeys(r.group for r in rows))
+    with plt.rc_context(_STYLE):
+        height = 0.8 + 0.28 * max(len(rows), 1)
+        fig, ax = plt.subplots(figsize=(7.0, height))
+        ys = list(range(len(rows)))[::-1]
+        finite = [v for r in rows for v in (r.ci_low, r.ci_high) if v is not None and v > 0]
+        lo = min([0.5, *finite]) / 1.1
+        hi = max([2.0, *finite]) * 1.1
+        for y, r in zip(ys, rows):
+            colour = PALETTE[groups.index(r.group) % len(PALETTE)]
+            if r.estimate is None or r.ci_low is None or r.ci_high is None:
+                ax.text(1.0, y, "not estimable", ha="center", va="center", fontsize=7, color="#666666")
+                continue
+            ax.plot([r.ci_low, r.ci_high], [y, y], color=colour, linewidth=1.4)
+            ax.plot([r.estimate], [y], marker="s", color=colour, markersize=5)
+        ax.axvline(1.0, color="black", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_xlim(lo, hi)
+        ticks = [t for t in (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 10.0) if lo <= t <= hi]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_yticks(ys, [r.label for r in rows], fontsize=7.5)
+        ax.set_ylim(-0.7, len(rows) - 0.3)
+        ax.set_xlabel(f"{measure} (log scale); left of 1 favours vasopressin")
+        ax.grid(axis="y", visible=False)
+        fig.tight_layout()
+        return _png(fig, dpi)
+
+
+def histogram_png(edges: Sequence[float], heights: Sequence[int | None], *, xlabel: str,
+                  thresholds: Sequence[tuple[float, str]], small_label: str, small_height: float,
+                  overflow_label: str, dpi: int = 100) -> str:
+    """Bar chart of counts per bin (``len(edges) == len(heights) + 1``); the last bin is the
+    overflow bin. A height of ``None`` is a suppressed bin, drawn hatched at ``small_height``
+    with the ``small_label``; guideline thresholds are dashed vertical lines."""
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(7.0, 3.2))
+        for left, right, h in zip(edges[:-1], edges[1:], heights):
+            if h is None:
+                ax.bar(left, small_height, width=right - left, align="edge", color="white",
+                       edgecolor="#888888", hatch="///", linewidth=0.6)
+            elif h > 0:
+                ax.bar(left, h, width=right - left, align="edge", color=PALETTE[0],
+                       edgecolor="white", linewidth=0.6)
+        top = max([small_height, *[h for h in heights if h is not None]]) * 1.25
+        for i, (x, text) in enumerate(thresholds):
+            ax.axvline(x, color=PALETTE[1], linestyle="--", linewidth=1.0)
+            ax.text(x, top * (0.96 - 0.09 * (i % 3)), " " + text, color=PALETTE[1], fontsize=7,
+                    va="top")
+        ax.set_ylim(0, top)
+        ax.set_xlim(edges[0], edges[-1])
+        ax.text(edges[-2], -0.12 * top, overflow_label, fontsize=7, clip_on=False)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("patients")
+        ax.bar([0], [0], color="white", edgecolor="#888888", hatch="///", label=f"{small_label} patients")
+        ax.legend(frameon=False, fontsize=7, loc="upper right")
+        fig.tight_layout()
+        return _png(fig, dpi)
+
+
+@dataclass(frozen=True)
+class ChartPoint:
+    period: str
+    p: float | None  # None: not drawn (suppressed or nobody assessed)
+    lcl: float | None
+    ucl: float | None
+    is_signal: bool
+
+
+def p_chart_png(points: Sequence[ChartPoint], centre: float | None, *, dpi: int = 100) -> str:
+    """Adherence (%) per period with the centre line and 3-sigma limits (which vary with each
+    period's n); special-cause points in orange. Suppressed points are left out."""
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(7.0, 2.6))
+        x = list(range(len(points)))
+        pct = lambda v: None if v is None else 100.0 * v  # noqa: E731
+        drawn = [(xi, pt) for xi, pt in zip(x, points) if pt.p is not None]
+        if centre is not None:
+            ax.axhline(100.0 * centre, color="black", linewidth=1.0, label="centre line")
+        if drawn:
+            ax.step([xi for xi, _ in drawn], [pct(pt.ucl) for _, pt in drawn], where="mid",
+                    color="#888888", linestyle="--", linewidth=0.9, label="control limits")
+            ax.step([xi for xi, _ in drawn], [pct(pt.lcl) for _, pt in drawn], where="mid",
+                    color="#888888", linestyle="--", linewidth=0.9)
+            ax.plot([xi for xi, _ in drawn], [pct(pt.p) for _, pt in drawn], color=PALETTE[0],
+                    marker="o", linewidth=1.2, label="adherence")
+            sig = [(xi, pt) for xi, pt in drawn if pt.is_signal]
+            if sig:
+                ax.plot([xi for xi, _ in sig], [pct(pt.p) for _, pt in sig], linestyle="none",
+                        marker="o", markersize=8, color=PALETTE[1], label="special cause")
+        else:
+            ax.text(0.5, 0.5, "no period can be shown (too few patients)", ha="center",
+                    va="center", transform=ax.transAxes, color="#666666")
+        ax.set_xticks(x, [pt.period for pt in points], fontsize=7)
+        ax.set_xlim(-0.5, max(len(points) - 0.5, 0.5))
+        ax.set_ylim(-2, 102)
+        ax.set_ylabel("adherence (%)")
+        if drawn or centre is not None:
+            ax.legend(frameon=False, fontsize=7, loc="lower left")
+        fig.tight_layout()
+        return _png(fig, dpi)
+
+
+@dataclass(frozen=True)
+class FlowBox:
+    text: str  # e.g. "All ICU stays"
+    count_text: str  # e.g. "140 ICU stays, 100 patients"
+    excluded_text: str | None  # side box: "excluded: 12 stays" (None for the first box)
+
+
+def flow_svg(boxes: Sequence[FlowBox]) -> str:
+    """CONSORT-style flow diagram as inline SVG: one box per step, exclusions to the right.
+    Every text is HTML-escaped here (it may come from data or config)."""
+    width, box_w, box_h, gap = 720, 380, 54, 34
+    side_x, side_w = box_w + 60, 260
+    height = len(boxes) * (box_h + gap)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'width="100%" role="img" aria-label="cohort flow diagram" class="flow">'
+    ]
+    for i, box in enumerate(boxes):
+        y = i * (box_h + gap) + 4
+        parts.append(f'<rect x="10" y="{y}" width="{box_w}" height="{box_h}" rx="4" '
+                     f'fill="#f4f8fb" stroke="#0072B2"/>')
+        parts.append(f'<text x="{10 + box_w / 2}" y="{y + 21}" text-anchor="middle" '
+                     f'font-size="13">{escape(box.text)}</text>')
+        parts.append(f'<text x="{10 + box_w / 2}" y="{y + 40}" text-anchor="middle" '
+                     f'font-size="13" font-weight="bold">{escape(box.count_text)}</text>')
+        if i + 1 < len(boxes):
+            x = 10 + box_w / 2
+            parts.append(f'<line x1="{x}" y1="{y + box_h}" x2="{x}" y2="{y + box_h + gap - 2}" '
+                         f'stroke="#333" marker-end="url(#arrow)"/>')
+        if box.excluded_text is not None:
+            ym = y - gap / 2 - 2
+            parts.append(f'<line x1="{10 + box_w / 2}" y1="{ym + 4}" x2="{side_x}" y2="{ym + 4}" '
+                         f'stroke="#999" stroke-dasharray="3,3"/>')
+            parts.append(f'<rect x="{side_x}" y="{ym - 10}" width="{side_w}" height="28" rx="3" '
+                         f'fill="#fff7f0" stroke="#D55E00"/>')
+            parts.append(f'<text x="{side_x + 8}" y="{ym + 8}" font-size="12">'
+                         f'{escape(box.excluded_text)}</text>')
+    parts.insert(1, '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" '
+                    'markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" '
+                    'fill="#333"/></marker></defs>')
+    parts.append("</svg>")
+    return "".join(parts)

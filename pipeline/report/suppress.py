@@ -1,0 +1,189 @@
+"""Small-cell suppression for everything the report displays.
+
+Policy (study.toml ``[report].min_cell_count``, default 11): a count from 1 to
+``min_cell_count - 1`` is never displayed; it is shown as ``"<11"``. Zero is shown (a zero cell
+identifies nobody). Sources: CMS cell size suppression policy (ResDAC: no cell of 1-10 may be
+displayed) and the PhysioNet credentialed data use agreement of MIMIC-IV (share aggregate results
+only; no attempt to re-identify).
+
+Primary suppression alone is not enough: a hidden count can often be worked out from the shown
+ones. *Complementary* suppression hides more cells so that it cannot:
+
+* :func:`suppress_cells` takes cells and additive relations ``total = sum(parts)`` (e.g. a group
+  size and its categories, a row total and its columns) and hides further cells until, in every
+  relation, no hidden cell can be solved for exactly and the hidden parts do not add up to a
+  small count;
+* :func:`chain_visible` handles nested counts (an attrition flow, numbers at risk): two shown
+  counts of one chain must not differ by a small amount, because the difference is itself a
+  count (patients excluded, patients who left the risk set);
+* :func:`share_ok` says when a percentage may be shown: its numerator, denominator and their
+  difference (the complement) must all be zero or at least the threshold.
+
+Secondary (complementary) cells are displayed as ``"*"``, never as ``"<11"``: they are not small.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+
+SECONDARY_MARK = "*"
+
+
+@dataclass(frozen=True)
+class CellPolicy:
+    """The display rule for counts. ``min_count``: smallest count that may be shown (11)."""
+
+    min_count: int
+
+    def __post_init__(self) -> None:
+        if self.min_count < 1:
+            raise ValueError(f"min_count must be >= 1, got {self.min_count}")
+
+    @property
+    def small_label(self) -> str:
+        return f"<{self.min_count}"
+
+    def is_small(self, n: int | None) -> bool:
+        """True for a count that must not be displayed (1 .. min_count - 1)."""
+        return n is not None and 0 < int(n) < self.min_count
+
+    def count(self, n: int | None, hidden: bool = False) -> str:
+        """Display text of a count: ``"<11"`` when small, ``"*"`` when hidden by complementary
+        suppression, ``"-"`` when unknown, else the number with thousands separators."""
+        if n is None:
+            return "-"
+        if self.is_small(n):
+            return self.small_label
+        if hidden:
+            return SECONDARY_MARK
+        return f"{int(n):,}"
+
+    def share_ok(self, numerator: int | None, denominator: int | None) -> bool:
+        """A percentage numerator / denominator may be shown: both known, denominator > 0, and
+        none of numerator, denominator, denominator - numerator is a small count."""
+        if numerator is None or denominator is None or denominator <= 0:
+            return False
+        return not any(self.is_small(v) for v in (numerator, denominator, denominator - numerator))
+
+    def percent(self, numerator: int | None, denominator: int | None, digits: int = 1,
+                hidden: bool = False) -> str:
+        """``"12.3%"`` or ``"-"`` when the share would reveal a small count (or is hidden)."""
+        if hidden or not self.share_ok(numerator, denominator):
+            return "-"
+        return f"{100.0 * numerator / denominator:.{digits}f}%"
+
+
+def suppress_cells(
+    cells: Mapping[Hashable, int],
+    relations: Sequence[tuple[Hashable, Sequence[Hashable]]],
+    policy: CellPolicy,
+    implied: Collection[Hashable] = (),
+) -> set[Hashable]:
+    """Keys of the cells that must be hidden (small ones and their complements).
+
+    ``relations``: ``(total_key, part_keys)`` with ``cells[total] == sum(cells[parts])`` (a part
+    may be a cell that is never displayed but is implied, e.g. "male" when "female" and the group
+    size are shown; it is still listed so the rule sees it). Iterates until stable:
+
+    1. exactly one hidden cell in a relation -> it is solvable: hide the smallest positive
+       shown part (or the total when no part is left);
+    2. total shown and the hidden parts sum to a small count -> that sum is revealed: same.
+
+    ``implied``: cells that are never displayed (e.g. "male", "outcome unknown"); they are hidden
+    first when a complement is needed, so a displayed number is hidden only when no implied one
+    will do. Deterministic: ties between equal parts are broken by ``str(key)``.
+
+    >>> p = CellPolicy(11)
+    >>> sorted(suppress_cells({"n": 40, "f": 3, "m": 37}, [("n", ["f", "m"])], p))
+    ['f', 'm']
+    """
+    for total, parts in relations:
+        for key in (total, *parts):
+            if key not in cells:
+                raise KeyError(f"relation refers to unknown cell {key!r}")
+    implied_set = set(implied)
+    hidden = {k for k, v in cells.items() if policy.is_small(v)}
+    changed = True
+    while changed:
+        changed = False
+        for total, parts in relations:
+            members = [total, *parts]
+            n_hidden = sum(1 for k in members if k in hidden)
+            if n_hidden == 0:
+                continue
+            hidden_sum = sum(int(cells[k]) for k in parts if k in hidden)
+            solvable = n_hidden == 1 and (total in hidden or hidden_sum > 0)
+            sum_small = total not in hidden and policy.is_small(hidden_sum)
+            if not (solvable or sum_small):
+                continue
+            candidates = sorted(
+                (k for k in parts if k not in hidden and int(cells[k]) > 0),
+                key=lambda k: (k not in implied_set, int(cells[k]), str(k)),
+            )
+            if candidates:
+                hidden.add(candidates[0])
+            elif total not in hidden and int(cells[total]) > 0:
+                hidden.add(total)
+            else:
+                continue
+            changed = True
+    return hidden
+
+
+def chain_visible(values: Sequence[int], policy: CellPolicy, keep: str = "last") -> list[bool]:
+    """Which counts of a nested chain may be shown (see module docs).
+
+    ``values`` are counts where every pair's difference is itself a count (attrition steps,
+    numbers at risk of one group over time). ``keep="last"`` walks from the end so the final
+    cohort size is preferred; ``keep="first"`` from the start (numbers at risk: the group size).
+    A value is shown when it is not small and differs from every shown value by zero or at
+    least ``min_count``.
+
+    >>> chain_visible([140, 26, 14, 12], CellPolicy(11))
+    [True, True, False, True]
+    """
+    order = list(range(len(values)))
+    if keep == "last":
+        order.reverse()
+    elif keep != "first":
+        raise ValueError("keep must be 'first' or 'last'")
+    shown: list[int] = []
+    visible = [False] * len(values)
+    for i in order:
+        v = values[i]
+        if v is None or policy.is_small(v):
+            continue
+        if any(policy.is_small(abs(int(v) - int(values[j]))) for j in shown):
+            continue
+        shown.append(i)
+        visible[i] = True
+    return visible
+
+
+_INT = re.compile(r"(?<![\w.,<>])(\d{1,3}(?:,\d{3})+|\d+)(?![\w.,])")
+# Small integers that are followed by one of these are settings (times, doses, rule lengths),
+# not counts of patients or rows.
+_UNIT_AFTER = re.compile(
+    r"\s*(?:-?(?:h|hours?|days?|d|min|minutes?|mcg|U|units|mL|mmHg|mmol|mg|%|sigma|years?|"
+    r"successive|in a row|of \d)\b|%)"
+)
+
+
+def small_integers_in(text: str, policy: CellPolicy) -> list[str]:
+    """Standalone integers of ``text`` that are small counts (for tests and self-checks).
+
+    Skips decimals (0.5), numbers inside words or identifiers, ``<11`` itself and integers
+    directly followed by a unit (``6 h``, ``28-day``, ``3 sigma``). A found integer is returned
+    with a little context.
+    """
+    found = []
+    for m in _INT.finditer(text):
+        value = int(m.group(1).replace(",", ""))
+        if not policy.is_small(value):
+            continue
+        if _UNIT_AFTER.match(text, m.end()):
+            continue
+        found.append(text[max(0, m.start() - 30): m.end() + 30])
+    return found
