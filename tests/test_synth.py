@@ -168,7 +168,7 @@ def test_truth_is_internally_consistent(synth):
     assert truth.filter(pl.col("exposure") != "vp_added")["vasst_stratum"].null_count() == truth.filter(
         pl.col("exposure") != "vp_added").height
     assert (vpa["hours_ne_to_vp"] >= 0).all()
-    assert truth["weight_kg"].null_count() == 0
+    assert truth["weight_stay_kg"].null_count() == 0 and vpa["weight_kg"].null_count() == 0
     assert truth.filter(pl.col("trap") == "ne_and_vp_same_minute").select((pl.col("hours_ne_to_vp") == 0).all()).item()
     # every stratum and timing class is represented; the traps are there
     assert set(vpa["vasst_stratum"]) == {"below_entry", "less_severe", "more_severe"}

@@ -238,7 +238,9 @@ def _truth(ctx: SimpleNamespace, cfg: dict, rrt_events: dict) -> pl.DataFrame:
         "exposure": pl.Series(exposure.tolist(), dtype=pl.String),
         "index_time": index, "vp_start_time": vp_start,
         "ne_rate_at_vp_mcg_kg_min": rate, "ne_rate_at_vp_mcg_min": rate * w_at,
-        "weight_kg": ctx.anchor_of_stay["weight"],
+        # weight of the NE row covering VP start (spec: defined for vp_added only)
+        "weight_kg": np.where(is_vpa, ctx.anchor_of_stay["weight"], np.nan),
+        "weight_stay_kg": ctx.anchor_of_stay["weight"],
         "nee_at_vp_mcg_kg_min": np.where(is_vpa, an["nee_at_vp"][pat], np.nan),
         "hours_ne_to_vp": np.where(is_vpa, (vp_start - index) / 3600.0, np.nan),
         "rrt_before_index": pl.Series(np.where(index >= 0, any_before, None).tolist(), dtype=pl.Boolean),
@@ -257,7 +259,7 @@ def _truth(ctx: SimpleNamespace, cfg: dict, rrt_events: dict) -> pl.DataFrame:
         "true_death_time": an["death_true"][pat],
         "true_rrt_time": np.where(is_anchor & (index >= 0), an["rrt_true"][pat], -1),
     }).with_columns(
-        pl.col(c).fill_nan(None) for c in ("ne_rate_at_vp_mcg_kg_min", "ne_rate_at_vp_mcg_min", "nee_at_vp_mcg_kg_min",
+        pl.col(c).fill_nan(None) for c in ("weight_kg", "ne_rate_at_vp_mcg_kg_min", "ne_rate_at_vp_mcg_min", "nee_at_vp_mcg_kg_min",
                                            "hours_ne_to_vp", "lactate_baseline_mmol_l", "creatinine_baseline_mg_dl",
                                            "linear_predictor")
     ).with_columns(
