@@ -77,6 +77,8 @@ def censoring_survival(time: np.ndarray, status: np.ndarray) -> tuple[np.ndarray
 
 def _g_before(t: np.ndarray, cens_times: np.ndarray, g_after: np.ndarray) -> np.ndarray:
     """G(t-): value after the last censoring time strictly before t."""
+    if cens_times.size == 0:  # no censoring: G = 1 throughout
+        return np.ones_like(t, dtype=float)
     idx = np.searchsorted(cens_times, t, side="left") - 1
     return np.where(idx >= 0, g_after[np.clip(idx, 0, None)], 1.0)
 
