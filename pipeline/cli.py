@@ -69,16 +69,37 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.config import load_study_config
-    from pipeline.run import run_all
+def _quiet_prefect_env() -> None:
+    """Nothing may reach for the internet: Prefect's telemetry and server analytics off. A
+    temporary local server (no server configured) may start slowly on a busy machine."""
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
-    result = run_all(
-        source=Path(args.source) if args.source else None,
-        out_dir=Path(args.out),
-        config=load_study_config(args.config),
-    )
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    source = Path(args.source) if args.source else None
+    config = Path(args.config) if args.config else None
+    if args.no_prefect:
+        from pipeline.config import load_study_config
+        from pipeline.run import run_all
+
+        result = run_all(source=source, out_root=Path(args.out), config=load_study_config(config))
+    else:
+        _quiet_prefect_env()
+        from flows import study_flow
+
+        result = study_flow(out=Path(args.out), source=source, config=config)
     print(result.describe())
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    _quiet_prefect_env()
+    from flows.serve import serve
+
+    serve(out=Path(args.out), source=Path(args.source) if args.source else None,
+          config=Path(args.config) if args.config else None, timezone=args.timezone)
     return 0
 
 
@@ -124,11 +145,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("run", help="the main job: every step from raw files to outputs")
+    p = sub.add_parser("run", help="the main job: every step from raw files to outputs (Prefect study flow)")
     p.add_argument("--source", help="folder with hosp/ and icu/ (default: embedded synthetic data)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True,
+                   help="output root: each run in OUT/runs/<run>/, OUT/latest points at the last good one")
     p.add_argument("--config")
+    p.add_argument("--no-prefect", action="store_true",
+                   help="the same steps without the Prefect engine (no server, no UI records)")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("serve", help="schedule the study (weekly) and audit (monthly) flows on a Prefect server")
+    p.add_argument("--out", required=True, help="output root of the scheduled runs")
+    p.add_argument("--source", help="folder with hosp/ and icu/ (default: embedded synthetic data)")
+    p.add_argument("--config")
+    p.add_argument("--timezone", default="UTC", help="IANA time zone of the schedules (default UTC)")
+    p.set_defaults(func=_cmd_serve)
     return parser
 
 

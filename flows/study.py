@@ -1,0 +1,156 @@
+"""Prefect flows of vasoflow: ``study_flow`` and ``audit_flow``.
+
+Each task is a one-line wrapper over a ``pipeline`` function (the logic, keys and file layout
+live there; see pipeline/run.py). Prefect adds: per-step task runs in the UI, retries on the
+I/O tasks only (never on a ``VasoflowError``: bad input does not get better by retrying),
+"Cached" task runs when a step's stored outputs are reused, and per-run artifacts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE, CachePolicy
+
+from pipeline import run as steps
+from pipeline import run_summary
+from pipeline.config import StudyConfig, load_study_config
+from pipeline.errors import VasoflowError
+from pipeline.fingerprint import SourceFingerprint
+from pipeline.runs import StepEntry, new_run_dir
+
+
+def _retry_unless_user_error(task, task_run, state) -> bool:
+    """Retry transient I/O failures, not errors in the user's input or config."""
+    try:
+        state.result()
+    except VasoflowError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+@dataclass
+class StoredStep(CachePolicy):
+    """Cache key = the step's store key, only while its store entry is complete
+    (pipeline.run.stored_step_key); Prefect then hands back the stored StepEntry."""
+
+    step: str = ""
+
+    def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs) -> str | None:
+        return steps.stored_step_key(self.step, inputs)
+
+
+IO = dict(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_retry_unless_user_error)
+
+
+def _stored(step: str) -> dict[str, Any]:
+    return dict(cache_policy=StoredStep(step=step), persist_result=True)
+
+
+@task(cache_policy=NO_CACHE)
+def load_config(config_path: Path | None) -> StudyConfig:
+    return load_study_config(config_path)
+
+
+@task(cache_policy=NO_CACHE)
+def start_run(root: Path, kind: str) -> Path:
+    return new_run_dir(root, kind)
+
+
+@task(cache_policy=NO_CACHE)
+def resolve_source(source: Path | None, config: StudyConfig) -> Path:
+    return steps.resolve_source(source, config)
+
+
+@task(cache_policy=NO_CACHE, **IO)
+def fingerprint_source(root: Path, source: Path) -> SourceFingerprint:
+    return steps.fingerprint_step(root, source)
+
+
+@task(**_stored("ingest"), **IO)
+def ingest(root: Path, source: Path, fingerprint: SourceFingerprint, config: StudyConfig) -> StepEntry:
+    return steps.ingest_step(root, source, fingerprint, config)
+
+
+@task(cache_policy=NO_CACHE)
+def validate(ingest_entry: StepEntry) -> steps.DataQuality:
+    return steps.validate_step(ingest_entry)
+
+
+@task(**_stored("cohort"))
+def cohort(root: Path, ingest_entry: StepEntry, config: StudyConfig) -> StepEntry:
+    return steps.cohort_step(root, ingest_entry, config)
+
+
+@task(**_stored("analyze"))
+def analyze(root: Path, cohort_entry: StepEntry, config: StudyConfig) -> StepEntry:
+    return steps.analyze_step(root, cohort_entry, config)
+
+
+@task(**_stored("audit"))
+def audit(root: Path, cohort_entry: StepEntry, config: StudyConfig) -> StepEntry:
+    return steps.audit_step(root, cohort_entry, config)
+
+
+@task(**_stored("report"))
+def report(root: Path, upstream: list[StepEntry], config: StudyConfig) -> StepEntry:
+    return steps.report_step(root, upstream, config)
+
+
+@task(cache_policy=NO_CACHE, **IO)
+def finish(root: Path, run_dir: Path, kind: str, source: Path, fingerprint: SourceFingerprint,
+           entries: list[StepEntry], config: StudyConfig) -> steps.RunResult:
+    return steps.finish_run(root, run_dir, kind, source, fingerprint, entries, config)
+
+
+@task(cache_policy=NO_CACHE, **IO)
+def publish_artifacts(result: steps.RunResult, quality: steps.DataQuality) -> None:
+    create_markdown_artifact(
+        run_summary.summary_markdown(result.run_dir, result.latest,
+                                     {s: e.reused_by(result.run_dir) for s, e in result.steps.items()},
+                                     list(quality.tables), list(quality.rules), list(quality.warnings)),
+        key=f"vasoflow-{result.kind}-summary", description=f"vasoflow {result.kind} run {result.run_dir.name}")
+    create_table_artifact(run_summary.attrition_rows(result.run_dir) or [{"note": "no attrition table"}],
+                          key=f"vasoflow-{result.kind}-attrition", description="cohort attrition")
+    create_table_artifact(run_summary.audit_rows(result.run_dir) or [{"note": "no audit outputs"}],
+                          key=f"vasoflow-{result.kind}-audit", description="QI audit per rule")
+
+
+def _run(kind: str, out: Path, source: Path | None, config_path: Path | None) -> steps.RunResult:
+    root = Path(out).resolve()
+    config = load_config(config_path)
+    run_dir = start_run(root, kind)
+    src = resolve_source(source, config)
+    fp = fingerprint_source(root, src)
+    ingested = ingest(root, src, fp, config)
+    quality = validate(ingested)
+    cohort_entry = cohort(root, ingested, config)
+    entries = [ingested, cohort_entry]
+    if kind == "study":
+        entries.append(analyze(root, cohort_entry, config))
+    entries.append(audit(root, cohort_entry, config))
+    entries.append(report(root, entries, config))
+    result = finish(root, run_dir, kind, src, fp, entries, config)
+    publish_artifacts(result, quality)
+    return result
+
+
+@flow(name="vasoflow-study", log_prints=True)
+def study_flow(out: Path, source: Path | None = None, config: Path | None = None) -> steps.RunResult:
+    """ingest -> validate -> cohort -> analyze -> audit -> report into a new run folder under
+    ``out``; ``out/latest`` moves to it on success. ``source``: MIMIC-IV-layout folder
+    (default: the embedded synthetic dataset); ``config``: study TOML (default: shipped)."""
+    return _run("study", out, source, config)
+
+
+@flow(name="vasoflow-audit", log_prints=True)
+def audit_flow(out: Path, source: Path | None = None, config: Path | None = None) -> steps.RunResult:
+    """ingest -> validate -> cohort -> audit -> report (no survival models) into a new run
+    folder under ``out``; ``out/latest-audit`` moves to it on success."""
+    return _run("audit", out, source, config)

@@ -1,0 +1,305 @@
+"""Fingerprints and cache keys: when may a step's earlier output be reused?
+
+A step's key is a sha256 over everything that decides its output, so equal keys mean equal
+outputs (the steps are deterministic for a given input):
+
+* ingest: the source files (relative path, size and content hash of each file the ingest would
+  read, and which optional tables are absent), the ``[ingest]`` settings, the concept
+  definitions and the code the ingest runs (``module_closure``);
+* every later step: the keys of the steps it reads from, the whole merged study config, the
+  concept definitions, its code, and the SQL (cohort, audit) or report templates (report).
+
+So a re-run with nothing changed reuses everything; a changed cohort threshold leaves the
+ingest key alone and changes every key from the cohort onward.
+
+Content hashes are what the keys use: touching or copying a source file does not re-ingest.
+Hashing gigabytes costs seconds, so ``fingerprint_source`` remembers each file's hash with
+its size, mtime and inode (like git's index) and re-hashes only files whose stat changed.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import StudyConfig
+from pipeline.errors import InputFileError
+
+# The study-config sections the ingest reads (``tests/test_fingerprint.py`` runs the ingest
+# with a recording config and fails if it reads any other key, so this cannot go stale).
+INGEST_CONFIG_SECTIONS: tuple[str, ...] = ("ingest",)
+
+HASH_NAME = "sha256"
+# The ingest's file lookup order (pipeline.ingest.SUFFIXES).
+SOURCE_SUFFIXES: tuple[str, ...] = (".csv.gz", ".csv", ".parquet")
+
+
+@dataclass(frozen=True)
+class FileFingerprint:
+    """One source file: path relative to the source folder, size in bytes, mtime in ns, hash."""
+
+    relpath: str
+    size_bytes: int
+    mtime_ns: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class SourceFingerprint:
+    """The files an ingest of ``source_dir`` would read, and the optional tables it lacks."""
+
+    source_dir: Path
+    files: tuple[FileFingerprint, ...]
+    absent_tables: tuple[str, ...]
+    bytes_hashed: int  # bytes read to compute this fingerprint (0 when every stat matched)
+    seconds: float
+
+    @property
+    def key(self) -> str:
+        """Content identity of the source: relative paths, sizes and hashes (not mtimes or
+        the folder's location, so a copy or a ``touch`` does not change it)."""
+        payload = {
+            "files": [[f.relpath, f.size_bytes, f.sha256] for f in self.files],
+            "absent": list(self.absent_tables),
+        }
+        return digest_json(payload)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size_bytes for f in self.files)
+
+
+def digest_json(payload: Any) -> str:
+    """sha256 (hex) of ``payload`` as canonical JSON (sorted keys)."""
+    text = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def hash_file(path: Path) -> str:
+    """sha256 (hex) of a file's bytes (hashlib.file_digest: chunked, GIL released)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, HASH_NAME).hexdigest()
+
+
+def _find_table_file(source_dir: Path, table) -> Path | None:
+    """The file ``pipeline.ingest.find_table_file`` picks for ``table`` (same suffix order;
+    kept here so fingerprinting does not import the ingest's validation stack, which takes
+    seconds; ``tests/test_fingerprint.py`` checks the two agree)."""
+    for suffix in SOURCE_SUFFIXES:
+        path = source_dir / table.module / f"{table.name}{suffix}"
+        if path.exists():
+            return path
+    return None
+
+
+def _source_files(source_dir: Path) -> tuple[list[tuple[str, Path]], list[str]]:
+    """The files the ingest would read, and the tables it would find absent."""
+    from schemas.raw import RAW_TABLES
+
+    found, absent = [], []
+    for name in sorted(RAW_TABLES):
+        path = _find_table_file(source_dir, RAW_TABLES[name])
+        if path is None:
+            absent.append(RAW_TABLES[name].relpath)
+        else:
+            found.append((path.relative_to(source_dir).as_posix(), path))
+    return found, absent
+
+
+def fingerprint_source(source_dir: Path, memo_path: Path | None = None) -> SourceFingerprint:
+    """Fingerprint the MIMIC-IV-layout folder ``source_dir``.
+
+    ``memo_path`` (JSON) remembers hashes by absolute path, size, mtime and inode; a file whose
+    stat is unchanged is not read again. A missing required table is not an error here (the
+    ingest reports it, with its own message); an unreadable folder is.
+    """
+    import time
+
+    t0 = time.perf_counter()
+    source_dir = Path(source_dir)
+    if not source_dir.is_dir():
+        raise InputFileError(f"{source_dir}: source folder not found (expected hosp/ and icu/ inside)")
+    memo = _read_memo(memo_path)
+    files, absent = _source_files(source_dir)
+    out: list[FileFingerprint] = []
+    bytes_hashed = 0
+    for relpath, path in files:
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise InputFileError(f"{path}: cannot stat ({exc.strerror})") from None
+        stat_id = [st.st_size, st.st_mtime_ns, st.st_ino]
+        known = memo.get(str(path.resolve()))
+        if known and known.get("stat") == stat_id:
+            sha = known["sha256"]
+        else:
+            try:
+                sha = hash_file(path)
+            except OSError as exc:
+                raise InputFileError(f"{path}: cannot read ({exc.strerror})") from None
+            bytes_hashed += st.st_size
+            memo[str(path.resolve())] = {"stat": stat_id, "sha256": sha}
+        out.append(FileFingerprint(relpath, st.st_size, st.st_mtime_ns, sha))
+    if memo_path is not None and bytes_hashed:
+        _write_memo(memo_path, memo)
+    return SourceFingerprint(source_dir, tuple(out), tuple(absent), bytes_hashed, time.perf_counter() - t0)
+
+
+def _read_memo(path: Path | None) -> dict[str, Any]:
+    if path is None or not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # a damaged memo only costs a re-hash
+    return data if isinstance(data, dict) else {}
+
+
+def _write_memo(path: Path, memo: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.writing-{os.getpid()}")
+    tmp.write_text(json.dumps(memo, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def tree_fingerprint(roots: Iterable[Path], suffixes: tuple[str, ...]) -> str:
+    """sha256 over the relative paths and bytes of every file under ``roots`` ending in one of
+    ``suffixes`` (``__pycache__`` skipped): the code, SQL or templates a step runs."""
+    h = hashlib.sha256()
+    for root in roots:
+        root = Path(root)
+        if not root.exists():
+            h.update(f"missing:{root.name}\n".encode())
+            continue
+        for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name.endswith(suffixes)):
+            if "__pycache__" in path.parts:
+                continue
+            h.update(f"{root.name}/{path.relative_to(root).as_posix()}\n".encode())
+            h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+_LOCAL_PACKAGES = ("pipeline", "schemas")
+
+
+def _module_file(name: str) -> Path | None:
+    """Source file of a ``pipeline``/``schemas`` module, found on disk without importing it
+    (``importlib.util.find_spec`` would import the parent packages, e.g. statsmodels for
+    ``pipeline.models.*``: seconds that a fully cached re-run should not pay)."""
+    import pipeline
+    import schemas
+
+    roots = {"pipeline": Path(pipeline.__file__).parent, "schemas": Path(schemas.__file__).parent}
+    parts = name.split(".")
+    base = roots[parts[0]].joinpath(*parts[1:])
+    for path in (base / "__init__.py", base.with_suffix(".py")):
+        if path.is_file():
+            return path
+    return None
+
+
+def module_closure(modules: Iterable[str]) -> list[Path]:
+    """The source files of ``modules`` and of every ``pipeline``/``schemas`` module they import
+    (also imports inside functions), with their packages' ``__init__`` files. Found by reading
+    the files (ast), without importing them."""
+    import ast
+
+    seen: dict[str, Path] = {}
+    todo = list(modules)
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        if parts[0] not in _LOCAL_PACKAGES or name in seen:
+            continue
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages run first
+        path = _module_file(name)
+        if path is None:
+            continue
+        seen[name] = path
+        is_package = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                todo += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative import
+                    anchor = parts if is_package else parts[:-1]
+                    anchor = anchor[: len(anchor) - (node.level - 1)]
+                    base = ".".join([*anchor, base] if base else anchor)
+                todo.append(base)
+                todo += [f"{base}.{a.name}" for a in node.names]  # "from pkg import module"
+    return sorted(set(seen.values()))
+
+
+@functools.cache
+def code_fingerprint(module: str) -> str:
+    """sha256 of the code ``module`` runs (``module_closure``). Computed once per process:
+    the code a process has loaded is what its outputs come from."""
+    h = hashlib.sha256()
+    for path in module_closure([module]):
+        h.update(f"{path.parent.name}/{path.name}\n".encode())
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def resource_fingerprint(name: str) -> str:
+    """The files of resource folder ``name`` ('sql', 'reports')."""
+    from pipeline.resources import resource_dir
+
+    try:
+        root = resource_dir(name)
+    except FileNotFoundError:
+        return digest_json({"missing": name})
+    return tree_fingerprint([root], (".sql", ".toml", ".j2", ".html", ".jinja", ".css", ".md"))
+
+
+def concepts_fingerprint() -> str:
+    """The concept definitions as parsed (comments in concepts.toml do not count)."""
+    from pipeline.concepts import load_concepts
+
+    return digest_json(load_concepts().raw)
+
+
+def config_fingerprint(config: StudyConfig, sections: Iterable[str] | None = None) -> str:
+    """The merged study settings, or only ``sections`` of them, as parsed."""
+    settings = config.to_dict()
+    if sections is not None:
+        settings = {s: settings.get(s) for s in sections}
+    return digest_json(settings)
+
+
+def step_key(step: str, **parts: str) -> str:
+    """The cache key of ``step``: sha256 over its name and the named fingerprints in ``parts``
+    (upstream keys, config, code ...). Order of ``parts`` does not matter."""
+    return digest_json({"step": step, **parts})
+
+
+def ingest_key(source: SourceFingerprint, config: StudyConfig) -> str:
+    return step_key(
+        "ingest",
+        source=source.key,
+        config=config_fingerprint(config, INGEST_CONFIG_SECTIONS),
+        concepts=concepts_fingerprint(),
+        code=code_fingerprint("pipeline.ingest"),
+    )
+
+
+def downstream_key(step: str, upstream: Mapping[str, str], config: StudyConfig, module: str,
+                   resources: Iterable[str] = ()) -> str:
+    """Key of a step after the ingest: upstream step keys, whole config, concepts, the code of
+    ``module`` (the step's entry point) and the named resource folders (e.g. ``("sql",)``)."""
+    parts = {f"upstream_{name}": key for name, key in upstream.items()}
+    parts.update({f"resource_{name}": resource_fingerprint(name) for name in resources})
+    return step_key(
+        step,
+        config=config_fingerprint(config),
+        concepts=concepts_fingerprint(),
+        code=code_fingerprint(module),
+        **parts,
+    )
