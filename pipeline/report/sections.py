@@ -68,7 +68,7 @@ def stratum_labels(config: StudyConfig) -> dict[str, str]:
     severe = float(config.get("classification.vasst_more_severe_ne_mcg_min"))
     return {
         "below_entry": f"NE < {entry:g} mcg/min (below VASST entry)",
-        "less_severe": f"less severe (NE {entry:g} to < {severe:g} mcg/min)",
+        "less_severe": f"less severe (NE {entry:g} mcg/min to < {severe:g} mcg/min)",
         "more_severe": f"more severe (NE >= {severe:g} mcg/min)",
         "all": "all patients",
     }
@@ -116,13 +116,9 @@ def fmt_ratio(est: float | None, lo: float | None, hi: float | None) -> str:
 
 
 def not_estimable_text(config: StudyConfig) -> str:
-    """Why a model gives no number, in words (the model's own reason names exact counts, which
-    may be small: it stays in results.json)."""
-    return (
-        "not estimable: too few patients or events for a reliable estimate (study minimum "
-        f"{int(config.get('models.min_patients_per_group'))} patients per group and "
-        f"{int(config.get('models.min_events_total'))} events)"
-    )
+    """Why a model gives no number, in words. The model's own reason names exact counts, which
+    may be small: it stays in results.json; the minimums are stated in the methods."""
+    return "not estimable: too few patients or events for a reliable estimate"
 
 
 # ---------------------------------------------------------------------------------------------
