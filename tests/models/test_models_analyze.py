@@ -1,0 +1,86 @@
+"""analyze() end to end: files, schema keys, determinism, tiny cohorts, the MIMIC-IV demo."""
+
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipeline.errors import InputFileError
+from pipeline.models import SCHEMA_VERSION, analyze
+from pipeline.models.simulate import simulate_cohort
+
+
+def _write(sim, folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    sim.cohort.write_parquet(folder / "cohort.parquet")
+    sim.ne_timeline.write_parquet(folder / "ne_timeline.parquet")
+    return folder / "cohort.parquet"
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, study_config):
+    tmp = tmp_path_factory.mktemp("analyze")
+    path = _write(simulate_cohort(400, seed=3), tmp / "in")
+    return path, analyze(path, tmp / "out1", study_config), tmp
+
+
+def test_results_json_has_documented_keys(small_run):
+    _, res, _ = small_run
+    data = json.loads(res.results_path.read_text())
+    assert data["schema_version"] == SCHEMA_VERSION
+    for kind in ("unadjusted", "adjusted"):
+        block = data["vasst_hr"][kind]
+        assert {"hr", "ci_low", "ci_high", "p", "n", "events", "estimable", "reason"} <= set(block)
+    assert data["trial"]["models"]
+    assert data["vasst_comparison"]["citation"].startswith("Russell JA")
+    for name, file in data["tables"].items():
+        assert (res.out_dir / file).is_file(), name
+    forest = pl.read_parquet(res.out_dir / "forest.parquet")
+    assert {"naive", "time_varying", "landmark_6h", "landmark_24h"} <= set(forest["analysis"])
+    # The schema document names every table analyze writes.
+    import pipeline.models
+
+    schema_md = (Path(pipeline.models.__file__).with_name("RESULTS_SCHEMA.md")).read_text()
+    for file in data["tables"].values():
+        assert f"`{file}`" in schema_md
+
+
+def test_deterministic(small_run, study_config):
+    path, res, tmp = small_run
+    again = analyze(path, tmp / "out2", study_config)
+    assert again.results_path.read_bytes() == res.results_path.read_bytes()
+
+
+def test_tiny_cohort_is_not_estimable_not_a_crash(tmp_path, study_config):
+    sim = simulate_cohort(8, seed=4)
+    path = _write(sim, tmp_path / "in")
+    res = analyze(path, tmp_path / "out", study_config)
+    data = json.loads(res.results_path.read_text())
+    assert data["vasst_hr"]["adjusted"]["estimable"] is False
+    assert data["vasst_hr"]["adjusted"]["reason"]
+    assert res.n_not_estimable == res.n_models
+
+
+def test_missing_timeline_is_a_user_error(tmp_path, study_config):
+    sim = simulate_cohort(20, seed=4)
+    sim.cohort.write_parquet(tmp_path / "cohort.parquet")
+    with pytest.raises(InputFileError, match="ne_timeline.parquet"):
+        analyze(tmp_path / "cohort.parquet", tmp_path / "out", study_config)
+
+
+def test_mimic_demo_end_to_end(demo_db, tmp_path, study_config):
+    """The real cohort step on the MIMIC-IV demo, then analyze: few patients, so most models
+    must say "not estimable" with a reason - and nothing may crash."""
+    from pipeline.cohort import build_cohort
+
+    db = tmp_path / "demo.duckdb"
+    shutil.copy(demo_db.db_path, db)
+    cohort = build_cohort(db, tmp_path / "cohort", study_config)
+    res = analyze(cohort.cohort_path, tmp_path / "out", study_config)
+    data = json.loads(res.results_path.read_text())
+    assert data["input"]["n_patients"] == pl.read_parquet(cohort.cohort_path).height
+    for item in data["not_estimable"]:
+        assert item["reason"]
+    assert data["vasst_hr"]["adjusted"]["estimable"] is False
