@@ -217,14 +217,19 @@ def _load_raw(con, path: Path, table: RawTable, mapped: _Mapped, concepts: Conce
         # Rows whose itemid does not parse are kept (and quarantined as conformance.type)
         # rather than silently filtered out.
         where = f"WHERE TRY_CAST({itemid} AS BIGINT) IN ({id_list}) OR TRY_CAST({itemid} AS BIGINT) IS NULL"
-    row_number = "_file_row" if path.name.endswith(".parquet") and not table.itemid_filter else "row_number() OVER ()"
-    sql = (
-        f"CREATE TABLE {_q('raw_' + table.name)} AS "
-        f"SELECT CAST({row_number} AS BIGINT) AS source_row, {', '.join(casts)}, {err_expr} AS _type_errors "
-        f"FROM {_source_relation(path, mapped)} {where}"
-    )
+    # Two steps: read the file (cut by item id) as text into a staging table, then cast. A
+    # fresh table's rowid follows insertion order, which DuckDB keeps equal to file order, so
+    # rowid + 1 numbers the rows for free (a row_number() window over the scan cost 1.5-2x).
+    keep_file_row = path.name.endswith(".parquet") and not table.itemid_filter
+    row_number = "_file_row" if keep_file_row else "rowid + 1"
     try:
-        con.execute(sql)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _stage AS SELECT * FROM {_source_relation(path, mapped)} {where}")
+        con.execute(
+            f"CREATE TABLE {_q('raw_' + table.name)} AS "
+            f"SELECT CAST({row_number} AS BIGINT) AS source_row, {', '.join(casts)}, {err_expr} AS _type_errors "
+            f"FROM _stage"
+        )
+        con.execute("DROP TABLE _stage")
     except duckdb.Error as exc:
         raise InputFileError(f"{path}: cannot read ({_short(exc)})") from None
 
