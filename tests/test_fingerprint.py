@@ -1,0 +1,117 @@
+"""Source fingerprints and step keys decide what a re-run may reuse: a stale key silently reuses
+old results, so these check the cases that must and must not change a key."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline import fingerprint as fpm
+from pipeline.config import StudyConfig, load_study_config
+
+
+def _tiny_source(root: Path) -> Path:
+    (root / "hosp").mkdir(parents=True)
+    (root / "icu").mkdir()
+    (root / "hosp" / "patients.csv").write_text("subject_id,gender\n1,F\n")
+    (root / "icu" / "icustays.csv").write_text("stay_id\n10\n")
+    return root
+
+
+def test_touch_or_copy_keeps_the_key_but_an_edit_changes_it(tmp_path):
+    src = _tiny_source(tmp_path / "a")
+    first = fpm.fingerprint_source(src)
+    path = src / "hosp" / "patients.csv"
+    os.utime(path, ns=(1, 1))  # same bytes, other mtime
+    assert fpm.fingerprint_source(src).key == first.key
+    copy = tmp_path / "b"
+    import shutil
+
+    shutil.copytree(src, copy)
+    assert fpm.fingerprint_source(copy).key == first.key  # location is not content
+    path.write_text("subject_id,gender\n1,M\n")  # same size, other content
+    os.utime(path, ns=(1, 1))
+    assert fpm.fingerprint_source(src).key != first.key
+
+
+def test_an_added_optional_table_changes_the_key(tmp_path):
+    src = _tiny_source(tmp_path / "a")
+    before = fpm.fingerprint_source(src)
+    assert "icu/chartevents" in before.absent_tables
+    (src / "icu" / "chartevents.csv").write_text("stay_id\n")
+    assert fpm.fingerprint_source(src).key != before.key
+
+
+def test_the_memo_skips_rehashing_unchanged_files(tmp_path):
+    src = _tiny_source(tmp_path / "a")
+    memo = tmp_path / "memo.json"
+    first = fpm.fingerprint_source(src, memo)
+    assert first.bytes_hashed == first.total_bytes > 0
+    again = fpm.fingerprint_source(src, memo)
+    assert again.bytes_hashed == 0 and again.key == first.key
+    path = src / "icu" / "icustays.csv"
+    path.write_text("stay_id\n11\n")
+    changed = fpm.fingerprint_source(src, memo)
+    assert changed.bytes_hashed == path.stat().st_size  # only the changed file is read
+    assert changed.key != first.key
+
+
+def test_file_lookup_agrees_with_the_ingest(tmp_path):
+    from pipeline.ingest import SUFFIXES, find_table_file
+    from schemas.raw import RAW_TABLES
+
+    assert fpm.SOURCE_SUFFIXES == SUFFIXES
+    src = _tiny_source(tmp_path / "a")
+    (src / "icu" / "icustays.csv.gz").write_bytes(b"")  # .csv.gz wins over .csv in the ingest
+    (src / "hosp" / "labevents.parquet").write_bytes(b"")
+    for table in RAW_TABLES.values():
+        assert fpm._find_table_file(src, table) == find_table_file(src, table), table.name
+
+
+class _Recording(StudyConfig):
+    """A study config that records every key read through ``get``."""
+
+    def get(self, dotted):
+        self.__dict__.setdefault("_read", set()).add(dotted)
+        return super().get(dotted)
+
+
+def test_ingest_reads_only_the_config_sections_in_its_key(tmp_path, demo_dir):
+    """If the ingest starts reading another section, its cache key must include it."""
+    from pipeline.ingest import ingest
+
+    base = load_study_config()
+    config = _Recording(settings=base.settings, source=base.source)
+    ingest(demo_dir, tmp_path / "db.duckdb", config)
+    sections = {key.split(".")[0] for key in config.__dict__["_read"]}
+    assert sections and sections <= set(fpm.INGEST_CONFIG_SECTIONS)
+
+
+def test_threshold_change_keeps_the_ingest_key_and_changes_downstream_keys(tmp_path):
+    src = _tiny_source(tmp_path / "a")
+    fp = fpm.fingerprint_source(src)
+    base = load_study_config()
+    user = tmp_path / "study.toml"
+    user.write_text("[classification]\nvasst_more_severe_ne_mcg_min = 20.0\n")
+    changed = load_study_config(user)
+    assert fpm.ingest_key(fp, base) == fpm.ingest_key(fp, changed)
+    up = {"ingest": fpm.ingest_key(fp, base)}
+    assert (fpm.downstream_key("cohort", up, base, "pipeline.cohort", ("sql",))
+            != fpm.downstream_key("cohort", up, changed, "pipeline.cohort", ("sql",)))
+    ingest_change = tmp_path / "ingest.toml"
+    ingest_change.write_text("[ingest]\nstay_time_margin_hours = 12\n")
+    assert fpm.ingest_key(fp, load_study_config(ingest_change)) != fpm.ingest_key(fp, base)
+
+
+def test_module_closure_follows_imports_without_importing(tmp_path):
+    import sys
+
+    files = {p.relative_to(p.parents[1]).as_posix() for p in fpm.module_closure(["pipeline.ingest"])}
+    assert {"pipeline/ingest.py", "pipeline/concepts.py", "schemas/raw.py", "schemas/validation.py",
+            "pipeline/__init__.py"} <= files
+    assert "pipeline/cohort.py" not in files  # a cohort edit must not re-ingest
+    before = set(sys.modules)
+    fpm.module_closure(["pipeline.models"])
+    assert not {m for m in set(sys.modules) - before if m.startswith("pipeline.models")}

@@ -1,0 +1,115 @@
+"""The step store, run folders and the ``latest`` pointer (pipeline.runs): a failed or killed
+step must never leave something a later run reuses, and a failed run must never move latest."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline import runs
+from pipeline.errors import VasoflowError
+
+
+def test_a_step_runs_once_per_key(tmp_path):
+    calls = []
+
+    def produce(work: Path) -> None:
+        calls.append(work)
+        (work / "out.txt").write_text("42")
+
+    first = runs.run_cached(tmp_path, "s", "k1", produce)
+    second = runs.run_cached(tmp_path, "s", "k1", produce)
+    assert len(calls) == 1
+    assert not first.was_cached and second.was_cached
+    assert second.files == ("out.txt",) and second.file("out.txt").read_text() == "42"
+    runs.run_cached(tmp_path, "s", "k2", produce)
+    assert len(calls) == 2
+
+
+def test_a_failing_step_stores_nothing(tmp_path):
+    def produce(work: Path) -> None:
+        (work / "half.txt").write_text("partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        runs.run_cached(tmp_path, "s", "k", produce)
+    assert not runs.is_complete(tmp_path, "s", "k")
+    assert list((tmp_path / "s").iterdir()) == []  # no scratch folder left behind
+
+
+def test_read_inputs_are_dropped_copies_kept_and_stored_files_protected(tmp_path):
+    upstream = tmp_path / "up"
+    upstream.mkdir()
+    (upstream / "read.parquet").write_text("r")
+    (upstream / "db.duckdb").write_text("db")
+
+    def produce(work: Path) -> None:
+        assert (work / "read.parquet").read_text() == "r"
+        with open(work / "db.duckdb", "a") as fh:  # a step adding tables to its database copy
+            fh.write("+cohort")
+        (work / "new.json").write_text("{}")
+
+    entry = runs.run_cached(tmp_path / "store", "s", "k", produce,
+                            link_inputs={"read.parquet": upstream / "read.parquet"},
+                            copy_inputs={"db.duckdb": upstream / "db.duckdb"})
+    assert entry.files == ("db.duckdb", "new.json")
+    assert (upstream / "db.duckdb").read_text() == "db"  # the upstream database is untouched
+    assert entry.file("db.duckdb").read_text() == "db+cohort"
+    assert entry.file("new.json").stat().st_mode & 0o222 == 0  # read-only
+
+
+def test_discarded_copies_are_not_stored(tmp_path):
+    (tmp_path / "db").write_text("x")
+    entry = runs.run_cached(tmp_path / "store", "s", "k", lambda w: (w / "a.parquet").write_text("a"),
+                            copy_inputs={"db.duckdb": tmp_path / "db"}, discard=("db.duckdb",))
+    assert entry.files == ("a.parquet",)
+
+
+def _finished_run(root: Path, text: str) -> Path:
+    run_dir = runs.new_run_dir(root)
+    (run_dir / "report.html").write_text(text)
+    runs.write_manifest(run_dir, {"text": text})
+    return run_dir
+
+
+def test_latest_moves_only_to_finished_runs(tmp_path):
+    good = _finished_run(tmp_path, "good")
+    runs.promote_latest(tmp_path, good)
+    assert runs.read_latest(tmp_path) == good.resolve()
+    unfinished = runs.new_run_dir(tmp_path)  # a run that failed before writing its manifest
+    with pytest.raises(VasoflowError):
+        runs.promote_latest(tmp_path, unfinished)
+    assert (tmp_path / "latest" / "report.html").read_text() == "good"
+    newer = _finished_run(tmp_path, "newer")
+    runs.promote_latest(tmp_path, newer)
+    assert (tmp_path / "latest" / "report.html").read_text() == "newer"
+    assert os.readlink(tmp_path / "latest") == os.path.join("runs", newer.name)  # relative: root can move
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".latest")]
+
+
+def test_study_and_audit_pointers_are_separate(tmp_path):
+    study = _finished_run(tmp_path, "s")
+    runs.promote_latest(tmp_path, study, "study")
+    audit = runs.new_run_dir(tmp_path, "audit")
+    runs.write_manifest(audit, {})
+    runs.promote_latest(tmp_path, audit, "audit")
+    assert runs.read_latest(tmp_path, "study") == study.resolve()
+    assert runs.read_latest(tmp_path, "audit") == audit.resolve()
+
+
+def test_reused_means_built_before_the_run_started(tmp_path):
+    before = runs.run_cached(tmp_path / "store", "s", "old", lambda w: (w / "a").write_text("1"))
+    run_dir = runs.new_run_dir(tmp_path)
+    after = runs.run_cached(tmp_path / "store", "s", "new", lambda w: (w / "a").write_text("2"))
+    assert before.reused_by(run_dir) and not after.reused_by(run_dir)
+
+
+def test_materialise_links_and_later_steps_win(tmp_path):
+    a = runs.run_cached(tmp_path / "store", "a", "k", lambda w: [(w / n).write_text("a") for n in ("x", "db")])
+    b = runs.run_cached(tmp_path / "store", "b", "k", lambda w: (w / "db").write_text("b"))
+    run_dir = runs.new_run_dir(tmp_path)
+    out = runs.materialise([a, b], run_dir)
+    assert out["db"].read_text() == "b" and out["x"].read_text() == "a"
+    assert out["x"].stat().st_ino == a.file("x").stat().st_ino  # a hard link, not a copy
