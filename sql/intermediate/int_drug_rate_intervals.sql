@@ -38,20 +38,90 @@ segments as (
     from boundaries
 ),
 
-winning_row as (
+segment_bounds as (
+    select * from segments where segment_end_time is not null
+),
+
+tie_winners as (
+    -- of rows starting at the same instant, the one the tie rule prefers
+    select *
+    from timed
+    qualify row_number() over (
+        partition by stay_id, drug, starttime
+        order by
+            orderid desc nulls last,
+            coalesce(rate_mcg_kg_min, rate_units_min, rate_ng_kg_min) desc nulls last,
+            source_row desc
+    ) = 1
+),
+
+timeline as (
+    -- segment starts and row starts on one time line; a row start sorts before a segment
+    -- starting at the same instant (starttime <= segment start)
+    select stay_id, drug, starttime as event_time, 0 as event_kind, source_row, endtime,
+        null::timestamp as segment_end_time
+    from tie_winners
+    union all
+    select stay_id, drug, segment_start_time, 1, null::bigint, null::timestamp, segment_end_time
+    from segment_bounds
+),
+
+latest_started as (
+    -- fast path (one window pass, no range join): the row with the latest start at or before
+    -- the segment start. If it still covers the segment it is the winner by definition.
+    -- (An ASOF join does the same but is ~30x slower on tables created in the same transaction.)
+    select
+        stay_id,
+        drug,
+        segment_start_time,
+        segment_end_time,
+        source_row,
+        candidate_endtime
+    from (
+        select
+            stay_id,
+            drug,
+            event_kind,
+            event_time as segment_start_time,
+            segment_end_time,
+            last_value(source_row ignore nulls) over w as source_row,
+            last_value(endtime ignore nulls) over w as candidate_endtime
+        from timeline
+        window w as (
+            partition by stay_id, drug order by event_time, event_kind
+            rows between unbounded preceding and current row
+        )
+    )
+    where event_kind = 1
+),
+
+won_by_latest as (
+    select stay_id, drug, segment_start_time, segment_end_time, source_row
+    from latest_started
+    where candidate_endtime > segment_start_time
+),
+
+residual_segments as (
+    -- the latest-started row has already ended: an earlier, longer row may still cover the
+    -- segment (or none does, a gap). Rare, so the exact range join runs on these only.
+    select stay_id, drug, segment_start_time, segment_end_time
+    from latest_started
+    where candidate_endtime is null or candidate_endtime <= segment_start_time
+),
+
+won_by_earlier as (
     select
         s.stay_id,
         s.drug,
         s.segment_start_time,
         s.segment_end_time,
         r.source_row
-    from segments as s
+    from residual_segments as s
     inner join timed as r
         on r.stay_id = s.stay_id
         and r.drug = s.drug
         and r.starttime <= s.segment_start_time
         and r.endtime > s.segment_start_time
-    where s.segment_end_time is not null
     qualify row_number() over (
         partition by s.stay_id, s.drug, s.segment_start_time
         order by
@@ -60,6 +130,12 @@ winning_row as (
             coalesce(r.rate_mcg_kg_min, r.rate_units_min, r.rate_ng_kg_min) desc nulls last,
             r.source_row desc
     ) = 1
+),
+
+winning_row as (
+    select * from won_by_latest
+    union all
+    select * from won_by_earlier
 ),
 
 islands as (
