@@ -15,7 +15,6 @@ into place:
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from pipeline.atomic import write_parquet_atomic
 from pipeline.concepts import Concepts, load_concepts, register_concept_tables
 from pipeline.config import StudyConfig
 from pipeline.errors import InputFileError
@@ -79,15 +79,6 @@ class CohortResult:
         return "\n".join(lines)
 
 
-def _write_parquet(frame: pl.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.writing-{os.getpid()}")
-    try:
-        frame.write_parquet(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _check_database(con, db_path: Path) -> None:
     present = {r[0] for r in con.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
@@ -134,9 +125,9 @@ def build_cohort(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: out_dir / f"{name}.parquet" for name in ("cohort", "attrition", "ne_timeline")}
-    _write_parquet(cohort, paths["cohort"])
-    _write_parquet(attrition, paths["attrition"])
-    _write_parquet(timeline, paths["ne_timeline"])
+    write_parquet_atomic(cohort, paths["cohort"])
+    write_parquet_atomic(attrition, paths["attrition"])
+    write_parquet_atomic(timeline, paths["ne_timeline"])
     counts = dict(cohort.group_by("exposure").len().iter_rows()) if cohort.height else {}
     return CohortResult(
         cohort_path=paths["cohort"],

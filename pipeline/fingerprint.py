@@ -22,12 +22,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.atomic import write_text_atomic
 from pipeline.config import StudyConfig
 from pipeline.errors import InputFileError
 
@@ -163,9 +163,7 @@ def _read_memo(path: Path | None) -> dict[str, Any]:
 
 def _write_memo(path: Path, memo: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.writing-{os.getpid()}")
-    tmp.write_text(json.dumps(memo, sort_keys=True))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(memo, sort_keys=True))
 
 
 def tree_fingerprint(roots: Iterable[Path], suffixes: tuple[str, ...]) -> str:

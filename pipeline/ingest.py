@@ -39,7 +39,7 @@ import polars as pl
 
 from pipeline.concepts import Concepts, load_concepts, register_concept_tables
 from pipeline.config import StudyConfig
-from pipeline.errors import InputFileError, VasoflowError
+from pipeline.errors import InputFileError
 from schemas.raw import RAW_TABLES, RawTable, duckdb_type, empty_table_sql
 from schemas.validation import STAY_INTIME, STAY_OUTTIME, build_raw_schema, failure_rules, rule_column
 

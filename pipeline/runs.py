@@ -25,10 +25,11 @@ import shutil
 import stat
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pipeline.atomic import write_text_atomic
 from pipeline.errors import VasoflowError
 
 COMPLETE_MARKER = "_step.json"
@@ -224,10 +225,7 @@ def materialise(entries: Iterable[StepEntry], run_dir: Path) -> dict[str, Path]:
 def write_manifest(run_dir: Path, payload: Mapping[str, object]) -> Path:
     """``run_dir/manifest.json``: what ran, with which keys, from what (written last)."""
     path = Path(run_dir) / MANIFEST
-    tmp = path.with_name(f".{MANIFEST}.writing-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str))
 
 
 def promote_latest(root: Path, run_dir: Path, kind: str = "study") -> Path:

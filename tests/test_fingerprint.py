@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
 
 from pipeline import fingerprint as fpm
 from pipeline.config import StudyConfig, load_study_config

@@ -5,7 +5,6 @@ threshold, a run that fails midway, and the schedules. Unit tests elsewhere avoi
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -22,6 +20,7 @@ from typing import Any
 import polars as pl
 
 from pipeline import __version__
+from pipeline.atomic import atomic_write
 from pipeline.config import StudyConfig
 from pipeline.models import competing, cox, descriptive, propensity, trial, vasst
 from pipeline.models.data import prepare, read_cohort
@@ -53,18 +52,6 @@ class AnalysisResult:
         lines.append("  tables: " + ", ".join(sorted(self.tables)))
         lines.append("  time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings_seconds.items()))
         return "\n".join(lines)
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, then rename (no half-written file)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _sha256(path: Path) -> str:
@@ -229,12 +216,12 @@ def analyze(cohort_path: Path, out_dir: Path, config: StudyConfig) -> AnalysisRe
     paths: dict[str, Path] = {}
     for name, frame in tables.items():
         path = out_dir / f"{name}.parquet"
-        _atomic_write(path, lambda p, f=frame: f.write_parquet(p))
+        atomic_write(path, lambda p, f=frame: f.write_parquet(p))
         paths[name] = path
     results["tables"] = {name: p.name for name, p in sorted(paths.items())}
     text = json.dumps(results, indent=2, sort_keys=True, allow_nan=False) + "\n"
     results_path = out_dir / RESULTS_FILE
-    _atomic_write(results_path, lambda p: p.write_text(text))
+    atomic_write(results_path, lambda p: p.write_text(text))
     tick("write")
 
     headline = tuple(m.describe() for m in (

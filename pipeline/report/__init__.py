@@ -14,13 +14,12 @@ Deterministic: the same inputs give byte-identical files.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
 
+from pipeline.atomic import write_text_atomic
 from pipeline.config import StudyConfig
 from pipeline.errors import ConfigError
 from pipeline.report import sections
@@ -66,17 +65,6 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def assemble(out_dir: Path, config: StudyConfig) -> dict:
     """Every section's data (suppressed, formatted) as one dict for the templates."""
     out_dir = Path(out_dir)
@@ -116,8 +104,8 @@ def build_report(out_dir: Path, config: StudyConfig) -> ReportResult:
     html = env.get_template("report.html.j2").render(**data)
     md = env.get_template("report.md.j2").render(**data)
     html_path, md_path = out_dir / HTML_FILE, out_dir / MD_FILE
-    _atomic_write(html_path, html)
-    _atomic_write(md_path, md)
+    write_text_atomic(html_path, html)
+    write_text_atomic(md_path, md)
     missing = tuple(k for k, v in data.items() if isinstance(v, dict) and v.get("available") is False)
     return ReportResult(html_path=html_path, md_path=md_path, html_bytes=len(html.encode()),
                         missing_sections=missing)

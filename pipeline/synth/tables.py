@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 import polars as pl
 
-from pipeline.synth.plan import DAY, HOUR, MIN, ROLE_ANCHOR, Rows, ceil_minute, groups, year_of
+from pipeline.synth.plan import DAY, HOUR, MIN, ROLE_ANCHOR, Rows, ceil_minute, groups
 from pipeline.synth.writer import seconds_to_datetime
 
 CHART_CHUNK_STAYS = 10_000
