@@ -101,8 +101,19 @@ def test_vp_monotherapy():
     # NE and VP started in the same minute: NE counts as running
     db.infusion(6, "norepinephrine", 0, 300, 0.2)
     db.infusion(6, "vasopressin", 0, 300, 0.03, "units/min")
+    # VP started during a 30-min NE pause (one continuous NE infusion, gap <= 60 min): add-on
+    db.septic_stay(7)
+    db.infusion(7, "norepinephrine", 0, 100, 0.2)
+    db.infusion(7, "norepinephrine", 130, 300, 0.2)
+    db.infusion(7, "vasopressin", 110, 300, 0.03, "units/min")
+    # VP started 10 min into a 100-min NE stop (two infusions): alone
+    db.septic_stay(8)
+    db.infusion(8, "norepinephrine", 0, 100, 0.2)
+    db.infusion(8, "norepinephrine", 200, 300, 0.2)
+    db.infusion(8, "vasopressin", 110, 300, 0.03, "units/min")
     r = results(db.audit(), "vp_monotherapy")
-    assert r == {1: "pass", 2: "fail", 3: "pass", 4: "not_applicable", 5: "pass", 6: "pass"}
+    assert r == {1: "pass", 2: "fail", 3: "pass", 4: "not_applicable", 5: "pass", 6: "pass", 7: "pass",
+                 8: "fail"}
 
 
 def test_vp_delayed():

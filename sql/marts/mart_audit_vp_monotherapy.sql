@@ -3,9 +3,12 @@
 -- (concept is_catecholamine: NE, epinephrine, phenylephrine, dopamine) is infusing.
 -- Vasopressin running alone later (NE weaned first) is expected and not judged here.
 -- Grain: one row per cohort stay (mart_cohort).
+-- "Infusing" means inside a continuous infusion (int_drug_infusions: rows closer than
+--   episodes_drug_gap_minutes are one infusion), so VP started during a short NE pause (bag
+--   change) is still an add-on, although the NE rate at that instant is 0.
 -- Result: not_applicable (no vasopressin in the index episode), pass, fail (no catecholamine
---   infusing at the vasopressin start; a catecholamine started in the same minute counts).
--- Source: mart_cohort, int_audit_episode_segments.
+--   infusion running at the vasopressin start; one started in the same minute counts).
+-- Source: mart_cohort, int_audit_episode_segments, int_drug_infusions, concept_drug_unit.
 with
 
 cohort as (
@@ -16,16 +19,36 @@ segments as (
     select * from int_audit_episode_segments
 ),
 
-first_vp_segment as (
-    -- segments start at every rate change, so the first segment with vasopressin starts exactly
-    -- at the vasopressin start and shows what else was infusing at that instant
+infusions as (
+    select * from int_drug_infusions
+),
+
+drug as (
+    select distinct drug, role, is_catecholamine from concept_drug_unit
+),
+
+first_vp as (
+    -- segments start at every rate change: the first with vasopressin starts at its first start
     select
         stay_id,
-        segment_start_time as vp_first_start_time,
-        n_catecholamines_running
+        min(segment_start_time) as vp_first_start_time
     from segments
     where vp_rate_units_min > 0
-    qualify row_number() over (partition by stay_id order by segment_start_time) = 1
+    group by stay_id
+),
+
+first_vp_segment as (
+    select
+        v.stay_id,
+        v.vp_first_start_time,
+        count(i.drug) as n_catecholamines_running
+    from first_vp as v
+    left join infusions as i
+        on i.stay_id = v.stay_id
+        and i.starttime <= v.vp_first_start_time
+        and i.endtime > v.vp_first_start_time
+        and i.drug in (select drug from drug where role = 'vasopressor' and is_catecholamine)
+    group by v.stay_id, v.vp_first_start_time
 ),
 
 final as (
