@@ -23,21 +23,10 @@ from pipeline.concepts import load_concepts, register_concept_tables
 from pipeline.config import StudyConfig
 from pipeline.errors import ConfigError, VasoflowError
 from pipeline.sqlbuild import build_relations
+from schemas.audit import AUDIT_RULE_IDS
 
-# Fixed rule ids (vasoflow issue 5), in report order.
-AUDIT_RULES: tuple[str, ...] = (
-    "vp_max_dose",
-    "vp_monotherapy",
-    "vp_delayed",
-    "vp_missed",
-    "wean_order",
-    "dopamine_use",
-    "phenylephrine_first",
-    "hydrocortisone",
-    "arterial_line",
-    "fluids_30ml_kg",
-    "map_below_65",
-)
+# Fixed rule ids (vasoflow issue 5), in report order: defined once, with the output model.
+AUDIT_RULES: tuple[str, ...] = tuple(AUDIT_RULE_IDS)
 AUDIT_RESULTS: tuple[str, ...] = ("pass", "fail", "not_applicable", "not_assessable")
 
 # The audit's relations, in build order (they are listed last in sql/build_order.toml).
