@@ -10,7 +10,6 @@ study.toml ``[audit]`` and their item lists in concepts.toml ``[audit_items]``.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from pipeline.atomic import write_parquet_atomic
 from pipeline.audit.spc import p_chart
 from pipeline.concepts import load_concepts, register_concept_tables
 from pipeline.config import StudyConfig
@@ -62,18 +62,6 @@ def spc_from_summary(summary: pl.DataFrame, config: StudyConfig) -> pl.DataFrame
     return chart.with_columns(pl.col("rule").replace_strict(order, default=len(order)).alias("_o")).sort(
         "_o", "period"
     ).drop("_o")
-
-
-def _write_parquet(frame: pl.DataFrame, path: Path) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        frame.write_parquet(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)
@@ -172,9 +160,9 @@ def run_audit(db_path: Path, out_dir: Path, config: StudyConfig) -> AuditResult:
     _check_audit(audit, n_stays)
     spc = spc_from_summary(summary, config)
     paths = {name: out_dir / f"{name}.parquet" for name in ("audit", "audit_summary", "audit_spc")}
-    _write_parquet(audit, paths["audit"])
-    _write_parquet(summary, paths["audit_summary"])
-    _write_parquet(spc, paths["audit_spc"])
+    write_parquet_atomic(audit, paths["audit"])
+    write_parquet_atomic(summary, paths["audit_summary"])
+    write_parquet_atomic(spc, paths["audit_spc"])
     return AuditResult(
         audit_path=paths["audit"],
         summary_path=paths["audit_summary"],
