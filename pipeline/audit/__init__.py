@@ -9,7 +9,6 @@ study.toml ``[audit]`` and their item lists in concepts.toml ``[audit_items]``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
