@@ -25,7 +25,7 @@ import polars as pl
 
 from pipeline.concepts import load_concepts
 from pipeline.config import load_study_config
-from pipeline.errors import VasoflowError
+from pipeline.errors import ConfigError, VasoflowError
 from pipeline.synth import tables
 from pipeline.synth.layout import D_ITEMS_ROWS, HEADERS
 from pipeline.synth.params import SynthParams
@@ -84,10 +84,10 @@ def synth_config() -> dict:
         "to_canonical": {"phe_mcg_min": units["mcg/min"]["to_canonical"]},
         "nee": {k: d[v]["nee_factor"] for k, v in
                 {"ne": "norepinephrine", "epi": "epinephrine", "phe": "phenylephrine", "dopa": "dopamine"}.items()},
-        "crystalloids": [i for i in c["audit_items"]["crystalloid_itemids"] if i in (225158, 225828)],
+        "crystalloids": c["synth"]["crystalloid_itemids"],
         "art_line": c["audit_items"]["arterial_line_itemids"][0],
-        "rrt_proc": {"crrt": 225802, "hd": 225441},
-        "rrt_chart": [224144, 224149],
+        "rrt_proc": {"crrt": c["synth"]["rrt_crrt_itemid"], "hd": c["synth"]["rrt_hemodialysis_itemid"]},
+        "rrt_chart": c["synth"]["rrt_chartevents_itemids"],
         "map": c["measurements"]["map"]["itemids"],
         "weight": c["measurements"]["weight"]["itemids"],
         "lactate": c["measurements"]["lactate"]["itemids"][0],
@@ -106,11 +106,15 @@ def synth_config() -> dict:
         "min_age": study.get("cohort.min_age_years"),
         "p_hydrocortisone": SynthParams().p_hydrocortisone,
     }
-    # The RRT items written must be study RRT items (else the truth would not be what the SQL sees).
-    for i in (*cfg["rrt_proc"].values(), ):
-        assert i in c["rrt"]["procedureevents_itemids"], i
-    for i in cfg["rrt_chart"]:
-        assert i in c["rrt"]["chartevents_itemids"], i
+    # Items written must be items the study reads, else the truth would not be what the SQL sees.
+    for key, ids, allowed in (
+        ("crystalloid_itemids", cfg["crystalloids"], c["audit_items"]["crystalloid_itemids"]),
+        ("rrt_crrt_itemid / rrt_hemodialysis_itemid", cfg["rrt_proc"].values(), c["rrt"]["procedureevents_itemids"]),
+        ("rrt_chartevents_itemids", cfg["rrt_chart"], c["rrt"]["chartevents_itemids"]),
+    ):
+        stray = sorted(set(ids) - set(allowed))
+        if stray:
+            raise ConfigError(f"concepts.toml [synth].{key}: {stray} not in the study's item lists")
     return cfg
 
 
