@@ -25,6 +25,8 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 
+from pipeline.config import StudyConfig, load_study_config
+
 # Length of one simulated NE interval, hours (a typical MetaVision row between rate changes).
 _INTERVAL_HOURS = 2.0
 _BASE_TIME = np.datetime64(datetime(2150, 1, 1), "us")
@@ -73,16 +75,20 @@ def simulate_cohort(
     vp_lactate_log_rate: float = 0.3,
     share_vp_before_ne: float = 0.03,
     share_missing_lactate: float = 0.05,
-    vasst_entry_ne_mcg_min: float = 5.0,
-    vasst_more_severe_ne_mcg_min: float = 15.0,
-    timing_cutoffs_mcg_kg_min: tuple[float, float, float] = (0.1, 0.25, 0.5),
-    timing_delayed_above_mcg_min: float = 35.0,
+    config: StudyConfig | None = None,
 ) -> SimulatedCohort:
     """Simulate ``n`` patients (one index episode each). Deterministic for a given ``seed``.
 
     ``vp_log_hr``: true log hazard ratio of death while VP runs (vs not), given age and lactate.
-    Stratum and timing thresholds default to study.toml [classification] values.
+    Stratum and timing thresholds come from ``config`` [classification] (default: the shipped
+    study.toml), so simulated strata follow the same rules as the cohort SQL.
     """
+    cls = (config or load_study_config()).section("classification")
+    vasst_entry_ne_mcg_min = cls["vasst_entry_ne_mcg_min"]
+    vasst_more_severe_ne_mcg_min = cls["vasst_more_severe_ne_mcg_min"]
+    timing_cutoffs_mcg_kg_min = (cls["timing_recommended_ne_mcg_kg_min"], cls["timing_ssc_window_ne_mcg_kg_min"],
+                                 cls["timing_delayed_above_ne_mcg_kg_min"])
+    timing_delayed_above_mcg_min = cls["timing_delayed_above_ne_mcg_min"]
     rng = np.random.default_rng(seed)
     age = np.clip(rng.normal(65, 14, n), 18, 95)
     female = rng.random(n) < 0.42
