@@ -30,14 +30,13 @@ from typing import Any
 from pipeline.atomic import write_text_atomic
 from pipeline.config import StudyConfig
 from pipeline.errors import InputFileError
+from schemas.raw import RAW_TABLES, find_table_file
 
 # The study-config sections the ingest reads (``tests/test_fingerprint.py`` runs the ingest
 # with a recording config and fails if it reads any other key, so this cannot go stale).
 INGEST_CONFIG_SECTIONS: tuple[str, ...] = ("ingest",)
 
 HASH_NAME = "sha256"
-# The ingest's file lookup order (pipeline.ingest.SUFFIXES).
-SOURCE_SUFFIXES: tuple[str, ...] = (".csv.gz", ".csv", ".parquet")
 
 
 @dataclass(frozen=True)
@@ -87,24 +86,11 @@ def hash_file(path: Path) -> str:
         return hashlib.file_digest(fh, HASH_NAME).hexdigest()
 
 
-def _find_table_file(source_dir: Path, table) -> Path | None:
-    """The file ``pipeline.ingest.find_table_file`` picks for ``table`` (same suffix order;
-    kept here so fingerprinting does not import the ingest's validation stack, which takes
-    seconds; ``tests/test_fingerprint.py`` checks the two agree)."""
-    for suffix in SOURCE_SUFFIXES:
-        path = source_dir / table.module / f"{table.name}{suffix}"
-        if path.exists():
-            return path
-    return None
-
-
 def _source_files(source_dir: Path) -> tuple[list[tuple[str, Path]], list[str]]:
     """The files the ingest would read, and the tables it would find absent."""
-    from schemas.raw import RAW_TABLES
-
     found, absent = [], []
     for name in sorted(RAW_TABLES):
-        path = _find_table_file(source_dir, RAW_TABLES[name])
+        path = find_table_file(source_dir, RAW_TABLES[name])
         if path is None:
             absent.append(RAW_TABLES[name].relpath)
         else:

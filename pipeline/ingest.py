@@ -40,7 +40,7 @@ import polars as pl
 from pipeline.concepts import Concepts, load_concepts, register_concept_tables
 from pipeline.config import StudyConfig
 from pipeline.errors import InputFileError
-from schemas.raw import RAW_TABLES, RawTable, duckdb_type, empty_table_sql
+from schemas.raw import RAW_TABLES, RawTable, duckdb_type, empty_table_sql, find_table_file
 from schemas.validation import STAY_INTIME, STAY_OUTTIME, build_raw_schema, failure_rules, rule_column
 
 # Order matters: icustays first (other tables' time checks join it).
@@ -48,7 +48,6 @@ LOAD_ORDER = ["icustays", "patients", "admissions", "diagnoses_icd", "d_items", 
               "procedureevents", "chartevents", "labevents", "prescriptions", "emar"]
 assert sorted(LOAD_ORDER) == sorted(RAW_TABLES)
 
-SUFFIXES = (".csv.gz", ".csv", ".parquet")
 KEY_TABLES = {"patients", "admissions", "icustays", "d_items"}
 
 
@@ -103,14 +102,6 @@ class IngestResult:
 # --------------------------------------------------------------------------------------------
 # Files and headers
 # --------------------------------------------------------------------------------------------
-
-def find_table_file(source_dir: Path, table: RawTable) -> Path | None:
-    for suffix in SUFFIXES:
-        path = source_dir / table.module / f"{table.name}{suffix}"
-        if path.exists():
-            return path
-    return None
-
 
 def _read_csv_header(path: Path) -> list[str]:
     try:

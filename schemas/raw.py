@@ -17,6 +17,7 @@ The Pandera models built from these specs (with bounds from the concept config) 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
 
@@ -145,6 +146,22 @@ RAW_TABLES: dict[str, RawTable] = {
         ),
     ]
 }
+
+
+# Formats a source table may come in, in the order they are looked for.
+SOURCE_SUFFIXES: tuple[str, ...] = (".csv.gz", ".csv", ".parquet")
+
+
+def find_table_file(source_dir: Path, table: RawTable) -> Path | None:
+    """``<source_dir>/<module>/<table>`` with the first suffix of SOURCE_SUFFIXES that exists.
+
+    The one lookup shared by the ingest and the source fingerprint, so the cache key always
+    covers exactly the files the ingest reads."""
+    for suffix in SOURCE_SUFFIXES:
+        path = Path(source_dir) / table.module / f"{table.name}{suffix}"
+        if path.exists():
+            return path
+    return None
 
 
 def duckdb_type(dtype: pl.DataType) -> str:

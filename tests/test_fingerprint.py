@@ -57,16 +57,17 @@ def test_the_memo_skips_rehashing_unchanged_files(tmp_path):
     assert changed.key != first.key
 
 
-def test_file_lookup_agrees_with_the_ingest(tmp_path):
-    from pipeline.ingest import SUFFIXES, find_table_file
-    from schemas.raw import RAW_TABLES
+def test_fingerprint_and_ingest_share_one_file_lookup(tmp_path):
+    import pipeline.ingest as ingest_module
+    from schemas.raw import RAW_TABLES, find_table_file
 
-    assert fpm.SOURCE_SUFFIXES == SUFFIXES
+    assert fpm.find_table_file is find_table_file is ingest_module.find_table_file
     src = _tiny_source(tmp_path / "a")
-    (src / "icu" / "icustays.csv.gz").write_bytes(b"")  # .csv.gz wins over .csv in the ingest
+    (src / "icu" / "icustays.csv.gz").write_bytes(b"")
     (src / "hosp" / "labevents.parquet").write_bytes(b"")
-    for table in RAW_TABLES.values():
-        assert fpm._find_table_file(src, table) == find_table_file(src, table), table.name
+    assert find_table_file(src, RAW_TABLES["icustays"]).name == "icustays.csv.gz"  # .csv.gz before .csv
+    assert find_table_file(src, RAW_TABLES["labevents"]).name == "labevents.parquet"
+    assert find_table_file(src, RAW_TABLES["chartevents"]) is None
 
 
 class _Recording(StudyConfig):
