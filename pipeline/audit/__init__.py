@@ -28,8 +28,11 @@ from schemas.audit import AUDIT_RULE_IDS
 AUDIT_RULES: tuple[str, ...] = tuple(AUDIT_RULE_IDS)
 AUDIT_RESULTS: tuple[str, ...] = ("pass", "fail", "not_applicable", "not_assessable")
 
-# The audit's relations, in build order (they are listed last in sql/build_order.toml).
+# The audit's relations, in build order (its two staging relations are listed with the other
+# staging files in sql/build_order.toml, the rest last).
 AUDIT_RELATIONS: tuple[str, ...] = (
+    "stg_procedureevents_arterial_line",
+    "stg_inputevents_crystalloid",
     "int_audit_episode_segments",
     "int_audit_high_dose_runs",
     *(f"mart_audit_{rule}" for rule in AUDIT_RULES),

@@ -1,12 +1,11 @@
 -- mart_audit_arterial_line: audit rule arterial_line - an arterial catheter is in place at some
 -- time while vasopressors infuse in the index episode (SSC 2021).
 -- Grain: one row per cohort stay (mart_cohort).
--- Definition: a procedureevents row of the stay with an arterial-line item (concept_audit_item
---   kind 'arterial_line', MIMIC-IV 225752; 'Rewritten' audit copies excluded) whose
+-- Definition: an arterial-line row of the stay (stg_procedureevents_arterial_line) whose
 --   [starttime, endtime] overlaps a segment with a vasopressor infusing. A row without endtime
 --   counts at its starttime.
 -- Result: not_assessable (no procedureevents source), pass, fail.
--- Source: mart_cohort, int_audit_episode_segments, valid_procedureevents, concept_audit_item,
+-- Source: mart_cohort, int_audit_episode_segments, stg_procedureevents_arterial_line,
 --   source_table.
 with
 
@@ -18,12 +17,8 @@ segments as (
     select * from int_audit_episode_segments
 ),
 
-procedures as (
-    select * from valid_procedureevents
-),
-
-audit_item as (
-    select * from concept_audit_item
+arterial_lines as (
+    select * from stg_procedureevents_arterial_line
 ),
 
 sources as (
@@ -34,19 +29,6 @@ has_source as (
     select coalesce(bool_or(is_available), false) as has_procedure_source
     from sources
     where table_name = 'procedureevents'
-),
-
-arterial_lines as (
-    select
-        r.stay_id,
-        r.starttime,
-        coalesce(r.endtime, r.starttime) as endtime
-    from procedures as r
-    inner join audit_item as a
-        on a.itemid = r.itemid
-        and a.kind = 'arterial_line'
-        and a.source_table = 'procedureevents'
-    where r.statusdescription is distinct from 'Rewritten'
 ),
 
 covered as (

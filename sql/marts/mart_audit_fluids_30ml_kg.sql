@@ -2,16 +2,13 @@
 -- of crystalloid in [ne_start_time - audit_fluids_window_before_hours, ne_start_time +
 -- audit_fluids_window_after_hours] (SSC 2021: 30 mL/kg within the first 3 h).
 -- Grain: one row per cohort stay (mart_cohort).
--- Definition: crystalloid rows of the stay (concept_audit_item kind 'crystalloid'; amount in
---   study_param audit_crystalloid_amountuom, matched case-insensitively; 'Rewritten' copies
---   excluded); a row that lies partly in the window counts pro rata of its duration (a 24 h
+-- Definition: crystalloid rows of the stay (stg_inputevents_crystalloid); a row that lies partly in the window counts pro rata of its duration (a 24 h
 --   maintenance infusion contributes only its hours inside the window); a row with no duration
 --   counts whole if it starts in the window. Weight: patientweight of the NE row in force at
 --   ne_start_time. Fluids given before ICU admission (e.g. in the ED) are not in inputevents.
 -- Result: not_assessable (no weight on the first NE row), pass, fail.
 -- Units: mL, kg, mL/kg.
--- Source: mart_cohort, int_drug_rate_intervals, valid_inputevents, concept_audit_item,
---   study_param.
+-- Source: mart_cohort, int_drug_rate_intervals, stg_inputevents_crystalloid, study_param.
 with
 
 cohort as (
@@ -22,12 +19,8 @@ rate_intervals as (
     select * from int_drug_rate_intervals
 ),
 
-inputevents as (
-    select * from valid_inputevents
-),
-
-audit_item as (
-    select * from concept_audit_item
+crystalloids as (
+    select * from stg_inputevents_crystalloid
 ),
 
 params as (
@@ -55,23 +48,6 @@ ne_weight as (
         and i.drug = 'norepinephrine'
         and i.starttime <= c.ne_start_time
         and i.endtime > c.ne_start_time
-),
-
-crystalloids as (
-    select
-        r.stay_id,
-        r.starttime,
-        r.endtime,
-        r.amount as amount_ml
-    from inputevents as r
-    cross join params as p
-    inner join audit_item as a
-        on a.itemid = r.itemid
-        and a.kind = 'crystalloid'
-        and a.source_table = 'inputevents'
-    where r.statusdescription is distinct from 'Rewritten'
-        and r.amount > 0
-        and lower(r.amountuom) = lower(p.audit_crystalloid_amountuom)
 ),
 
 in_window as (
