@@ -39,6 +39,7 @@ class Concepts:
     measurements: pl.DataFrame  # one row per (concept, itemid)
     rrt_items: pl.DataFrame  # one row per (source_table, itemid)
     sepsis_icd: pl.DataFrame  # one row per (icd_version, prefix)
+    chronic_dialysis_icd: pl.DataFrame  # one row per (icd_version, prefix)
     audit_items: pl.DataFrame  # one row per (kind, itemid)
 
     def itemids(self, *, table: str) -> list[int]:
@@ -63,6 +64,7 @@ class Concepts:
             "concept_measurement": self.measurements,
             "concept_rrt_item": self.rrt_items,
             "concept_sepsis_icd": self.sepsis_icd,
+            "concept_chronic_dialysis_icd": self.chronic_dialysis_icd,
             "concept_audit_item": self.audit_items,
         }
 
@@ -124,6 +126,10 @@ def load_concepts(path: str | Path | None = None) -> Concepts:
     sepsis = _require(raw, "sepsis", "concepts")
     sepsis_rows = [{"icd_version": 9, "prefix": p} for p in sepsis["icd9_prefixes"]]
     sepsis_rows += [{"icd_version": 10, "prefix": p} for p in sepsis["icd10_prefixes"]]
+    dialysis = _require(raw, "chronic_dialysis", "concepts")
+    dialysis_rows = [{"icd_version": 9, "prefix": str(p)} for p in _require(dialysis, "icd9_prefixes", "chronic_dialysis")]
+    dialysis_rows += [{"icd_version": 10, "prefix": str(p)} for p in _require(dialysis, "icd10_prefixes", "chronic_dialysis")]
+    _require(dialysis, "citation", "chronic_dialysis")
     audit = _require(raw, "audit_items", "concepts")
     audit_rows = [
         {"kind": "arterial_line", "source_table": "procedureevents", "itemid": int(i)}
@@ -138,6 +144,7 @@ def load_concepts(path: str | Path | None = None) -> Concepts:
         measurements=pl.DataFrame(measurement_rows),
         rrt_items=pl.DataFrame(rrt_rows),
         sepsis_icd=pl.DataFrame(sepsis_rows),
+        chronic_dialysis_icd=pl.DataFrame(dialysis_rows, schema={"icd_version": pl.Int64, "prefix": pl.String}),
         audit_items=pl.DataFrame(audit_rows),
     )
 

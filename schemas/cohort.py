@@ -83,6 +83,7 @@ class CohortModel(pa.DataFrameModel):
     days_to_death: float = pa.Field(nullable=True)
     death_28d: bool = pa.Field(nullable=True)
     death_90d: bool = pa.Field(nullable=True)
+    has_chronic_dialysis: bool = pa.Field(nullable=False)
     rrt_before_index: bool = pa.Field(nullable=False)
     rrt_after_index: bool = pa.Field(nullable=False)
     rrt_first_time_after_index: datetime = pa.Field(nullable=True)

@@ -46,10 +46,12 @@ def test_attrition_with_both_switches_on(population):
     rows = _attrition(population.build())
     assert [r["step_name"] for r in rows] == [
         "all_icu_stays", "adult", "sepsis_diagnosis", "received_ne", "first_stay_per_patient",
+        "rrt_no_chronic_dialysis",
     ]
-    assert [r["n_stays"] for r in rows] == [8, 7, 6, 4, 3]
-    assert [r["n_patients"] for r in rows] == [7, 6, 5, 3, 3]
-    assert [r["n_excluded"] for r in rows] == [0, 1, 1, 2, 1]
+    assert [r["analysis"] for r in rows] == ["all"] * 5 + ["rrt"]
+    assert [r["n_stays"] for r in rows] == [8, 7, 6, 4, 3, 3]
+    assert [r["n_patients"] for r in rows] == [7, 6, 5, 3, 3, 3]
+    assert [r["n_excluded"] for r in rows] == [0, 1, 1, 2, 1, 0]
     assert all(r["is_applied"] for r in rows)
     assert sorted(population.cohort()["stay_id"].to_list()) == [5, 6, 8]
 
@@ -57,8 +59,8 @@ def test_attrition_with_both_switches_on(population):
 def test_switches_off_keep_their_row_as_not_applied(population, tmp_path):
     cfg = study_config_with(tmp_path, "[cohort]\nrequire_sepsis_diagnosis = false\nfirst_stay_only = false\n")
     rows = _attrition(population.build(cfg))
-    assert [r["n_stays"] for r in rows] == [8, 7, 7, 5, 5]
-    assert [r["n_excluded"] for r in rows] == [0, 1, 0, 2, 0]
+    assert [r["n_stays"] for r in rows] == [8, 7, 7, 5, 5, 5]
+    assert [r["n_excluded"] for r in rows] == [0, 1, 0, 2, 0, 0]
     for r in rows:
         if r["step_name"] in ("sepsis_diagnosis", "first_stay_per_patient"):
             assert not r["is_applied"] and "not applied" in r["description"]

@@ -83,4 +83,23 @@ def test_demo_flags_and_attrition(demo_cohort):
     att = demo_cohort.attrition
     assert att["n_stays"].to_list()[0] == 140  # icu/icustays rows of the demo
     assert att.filter(pl.col("step_name") == "sepsis_diagnosis")["n_excluded"].item() == 0
-    assert att["n_stays"].to_list()[-1] == cohort.height
+    main = att.filter(pl.col("analysis") == "all")
+    assert main["n_stays"].to_list()[-1] == cohort.height
+
+
+def test_demo_chronic_dialysis_is_flagged_and_left_out_of_rrt_analyses(demo_cohort):
+    from pipeline.models.competing import rrt_population
+
+    cohort = pl.read_parquet(demo_cohort.cohort_path)
+    by_stay = {r["stay_id"]: r for r in cohort.iter_rows(named=True)}
+    # 32119961 (subject 10010471): N18.6 + Z99.2 on this admission and on one seven months
+    # earlier: maintenance dialysis, whose in-stay dialysis is not a new RRT outcome
+    esrd = by_stay[32119961]
+    assert esrd["has_chronic_dialysis"] and esrd["rrt_after_index"] and esrd["exposure"] == "vp_added"
+    # 33281088 (subject 10039708): ESRD is coded only on admissions three years after this stay
+    assert by_stay[33281088]["has_chronic_dialysis"] is False
+    assert cohort["has_chronic_dialysis"].sum() == 1
+    step = demo_cohort.attrition.filter(pl.col("step_name") == "rrt_no_chronic_dialysis").to_dicts()[0]
+    assert (step["analysis"], step["n_excluded"]) == ("rrt", 1)
+    pop = rrt_population(cohort.with_columns(has_died=pl.col("death_time").is_not_null()), 28.0)
+    assert 32119961 not in pop["stay_id"].to_list() and 33281088 in pop["stay_id"].to_list()

@@ -43,9 +43,14 @@ _DAY = pl.duration(days=1)
 
 
 def rrt_population(cohort: pl.DataFrame, horizon_days: float) -> pl.DataFrame:
-    """vp_added without RRT before VP start, with ``time_days`` and ``status`` (0/1/2)."""
+    """vp_added without RRT before VP start and without chronic dialysis / ESRD (mart_attrition
+    step rrt_no_chronic_dialysis; a cohort without the column keeps everyone), with
+    ``time_days`` and ``status`` (0/1/2)."""
+    chronic = (pl.col("has_chronic_dialysis").fill_null(False) if "has_chronic_dialysis" in cohort.columns
+               else pl.lit(False))
     pop = cohort.filter(
         (pl.col("exposure") == "vp_added")
+        & ~chronic
         & ~pl.col("rrt_before_index").fill_null(False)
         & (pl.col("rrt_first_time_after_index").is_null()
            | (pl.col("rrt_first_time_after_index") >= pl.col("vp_start_time")))

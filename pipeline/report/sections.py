@@ -221,8 +221,12 @@ def flow_section(attrition: pl.DataFrame | None, policy: CellPolicy) -> dict[str
         rows.append({"step": str(r["step"]), "description": str(r["description"]),
                      "applied": bool(r["is_applied"]), "stays": st, "patients": pt,
                      "excluded": excl if excl is not None else ""})
+    # The analysis cohort is the last step that applies to all analyses (later steps, e.g. the
+    # chronic-dialysis exclusion, apply to the RRT analyses only).
+    main = [i for i, v in enumerate(a["analysis"].to_list()) if v == "all"] if "analysis" in a.columns else []
+    last = main[-1] if main else len(patients) - 1
     return {"available": True, "svg": figures.flow_svg(boxes), "rows": rows,
-            "final": policy.count(patients[-1], hidden=not show_p[-1])}
+            "final": policy.count(patients[last], hidden=not show_p[last])}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,9 @@
 -- mart_attrition: the cohort flow (one row per filter, in order), for the flow diagram.
--- Grain: one row per attrition step (5 rows). A switched-off filter still has its row, says
---   "not applied" and excludes 0.
+-- Grain: one row per attrition step (6 rows). A switched-off filter still has its row, says
+--   "not applied" and excludes 0. Steps 1-5 make the analysis cohort (analysis = 'all'); step
+--   6 applies to the RRT analyses only (analysis = 'rrt'): cohort stays without chronic
+--   dialysis / ESRD (int_cohort_eligibility.has_chronic_dialysis; concepts.toml
+--   [chronic_dialysis]), for whom RRT after index is not a new outcome.
 -- Units: n_stays, n_patients, n_excluded (counts of ICU stays / distinct patients).
 -- Source: int_cohort_eligibility, study_param.
 with
@@ -24,21 +27,23 @@ counts as (
         count(*) filter (where passes_ne) as n_ne,
         count(distinct subject_id) filter (where passes_ne) as p_ne,
         count(*) filter (where is_in_cohort) as n_cohort,
-        count(distinct subject_id) filter (where is_in_cohort) as p_cohort
+        count(distinct subject_id) filter (where is_in_cohort) as p_cohort,
+        count(*) filter (where is_in_cohort and not has_chronic_dialysis) as n_rrt,
+        count(distinct subject_id) filter (where is_in_cohort and not has_chronic_dialysis) as p_rrt
     from eligibility
 ),
 
 steps as (
-    select 1 as step, 'all_icu_stays' as step_name, true as is_applied,
+    select 1 as step, 'all_icu_stays' as step_name, 'all' as analysis, true as is_applied,
         'All ICU stays' as description, n_all as n_stays, p_all as n_patients
     from counts
     union all
-    select 2, 'adult', true,
+    select 2, 'adult', 'all', true,
         'Adults: age at admission >= ' || pa.cohort_min_age_years || ' years',
         n_adult, p_adult
     from counts cross join params as pa
     union all
-    select 3, 'sepsis_diagnosis', pa.cohort_require_sepsis_diagnosis,
+    select 3, 'sepsis_diagnosis', 'all', pa.cohort_require_sepsis_diagnosis,
         case
             when pa.cohort_require_sepsis_diagnosis then 'Sepsis ICD code on the admission'
             else 'Sepsis ICD code on the admission: not applied (cohort.require_sepsis_diagnosis = false)'
@@ -46,23 +51,28 @@ steps as (
         n_sepsis, p_sepsis
     from counts cross join params as pa
     union all
-    select 4, 'received_ne', true,
+    select 4, 'received_ne', 'all', true,
         'Norepinephrine infused in the ICU stay', n_ne, p_ne
     from counts
     union all
-    select 5, 'first_stay_per_patient', pa.cohort_first_stay_only,
+    select 5, 'first_stay_per_patient', 'all', pa.cohort_first_stay_only,
         case
             when pa.cohort_first_stay_only then 'First qualifying ICU stay per patient (by intime)'
             else 'First qualifying ICU stay per patient: not applied (cohort.first_stay_only = false)'
         end,
         n_cohort, p_cohort
     from counts cross join params as pa
+    union all
+    select 6, 'rrt_no_chronic_dialysis', 'rrt', true,
+        'RRT analyses only: no chronic dialysis / ESRD code up to the index admission', n_rrt, p_rrt
+    from counts
 ),
 
 final as (
     select
         step,
         step_name,
+        analysis,
         description,
         is_applied,
         n_stays,

@@ -72,7 +72,8 @@ cohort_stays as (
         ex.episode_start_time,
         ex.episode_end_time,
         ex.exposure,
-        ex.vp_start_time
+        ex.vp_start_time,
+        el.has_chronic_dialysis
     from eligibility as el
     inner join exposure as ex on ex.stay_id = el.stay_id
     where el.is_in_cohort
@@ -215,6 +216,9 @@ final as (
             when o.death_time <= c.index_time + to_days(cast(p.outcomes_long_term_days as integer)) then true
             when o.followup_end_time >= c.index_time + to_days(cast(p.outcomes_long_term_days as integer)) then false
         end as death_90d,
+        -- ESRD / maintenance dialysis coded up to the index admission: RRT analyses exclude
+        -- these patients (mart_attrition step rrt_no_chronic_dialysis)
+        c.has_chronic_dialysis,
         coalesce(r.rrt_before_index, false) as rrt_before_index,
         coalesce(r.rrt_after_index, false) as rrt_after_index,
         r.rrt_first_time_after_index,
