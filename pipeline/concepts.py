@@ -37,7 +37,7 @@ class Concepts:
     raw: dict[str, Any]
     drug_units: pl.DataFrame  # one row per (drug, itemid, rateuom)
     measurements: pl.DataFrame  # one row per (concept, itemid)
-    rrt_items: pl.DataFrame  # one row per (source_table, itemid)
+    rrt_items: pl.DataFrame  # one row per (source_table, itemid), with is_active, active_value
     sepsis_icd: pl.DataFrame  # one row per (icd_version, prefix)
     chronic_dialysis_icd: pl.DataFrame  # one row per (icd_version, prefix)
     audit_items: pl.DataFrame  # one row per (kind, itemid)
@@ -121,8 +121,18 @@ def load_concepts(path: str | Path | None = None) -> Concepts:
                 }
             )
     rrt = _require(raw, "rrt", "concepts")
-    rrt_rows = [{"source_table": "procedureevents", "itemid": int(i)} for i in rrt["procedureevents_itemids"]]
-    rrt_rows += [{"source_table": "chartevents", "itemid": int(i)} for i in rrt["chartevents_itemids"]]
+    # is_active: the item means a running session; active_value: active only with this value
+    # (mimic-code treatment/rrt.sql dialysis_active vs dialysis_present).
+    active_chart = {int(i) for i in _require(rrt, "chartevents_active_itemids", "rrt")}
+    active_values = {int(r["itemid"]): str(r["value"]) for r in rrt.get("chartevents_active_values", [])}
+    chart_ids = [int(i) for i in rrt["chartevents_itemids"]]
+    unknown = sorted((active_chart | set(active_values)) - set(chart_ids))
+    if unknown:
+        raise ConfigError(f"concepts: rrt: active item(s) {unknown} are not in rrt.chartevents_itemids")
+    rrt_rows = [{"source_table": "procedureevents", "itemid": int(i), "is_active": True, "active_value": None}
+                for i in rrt["procedureevents_itemids"]]
+    rrt_rows += [{"source_table": "chartevents", "itemid": i, "is_active": i in active_chart,
+                  "active_value": active_values.get(i)} for i in chart_ids]
     sepsis = _require(raw, "sepsis", "concepts")
     sepsis_rows = [{"icd_version": 9, "prefix": p} for p in sepsis["icd9_prefixes"]]
     sepsis_rows += [{"icd_version": 10, "prefix": p} for p in sepsis["icd10_prefixes"]]
@@ -142,7 +152,8 @@ def load_concepts(path: str | Path | None = None) -> Concepts:
         raw=raw,
         drug_units=pl.DataFrame(drug_rows),
         measurements=pl.DataFrame(measurement_rows),
-        rrt_items=pl.DataFrame(rrt_rows),
+        rrt_items=pl.DataFrame(rrt_rows, schema={"source_table": pl.String, "itemid": pl.Int64,
+                                                  "is_active": pl.Boolean, "active_value": pl.String}),
         sepsis_icd=pl.DataFrame(sepsis_rows),
         chronic_dialysis_icd=pl.DataFrame(dialysis_rows, schema={"icd_version": pl.Int64, "prefix": pl.String}),
         audit_items=pl.DataFrame(audit_rows),

@@ -103,3 +103,17 @@ def test_demo_chronic_dialysis_is_flagged_and_left_out_of_rrt_analyses(demo_coho
     assert (step["analysis"], step["n_excluded"]) == ("rrt", 1)
     pop = rrt_population(cohort.with_columns(has_died=pl.col("death_time").is_not_null()), 28.0)
     assert 32119961 not in pop["stay_id"].to_list() and 33281088 in pop["stay_id"].to_list()
+
+
+def test_demo_rrt_after_index_is_an_active_procedure_from_the_raw_file(demo_cohort, demo_dir):
+    # The demo has no chartevents, so RRT comes from procedureevents (all active items in
+    # mimic-code's rrt.sql): recompute "an RRT procedure starts at or after index_time in the
+    # stay" from the raw file and compare.
+    ids = [int(i) for i in CONCEPTS.raw["rrt"]["procedureevents_itemids"]]
+    raw = pl.read_csv(demo_dir / "icu" / "procedureevents.csv.gz", try_parse_dates=True, infer_schema_length=None)
+    raw = raw.filter(pl.col("itemid").is_in(ids) & (pl.col("statusdescription") != "Rewritten"))
+    cohort = pl.read_parquet(demo_cohort.cohort_path)
+    after = (cohort.join(raw.select("stay_id", "starttime"), on="stay_id")
+             .filter(pl.col("starttime") >= pl.col("index_time"))["stay_id"].unique().sort().to_list())
+    assert after, "the demo cohort has RRT after index (e.g. stay 32119961)"
+    assert cohort.filter(pl.col("rrt_after_index"))["stay_id"].sort().to_list() == after

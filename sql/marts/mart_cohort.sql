@@ -101,7 +101,9 @@ rrt as (
         bool_or(r.event_time >= c.index_time) as rrt_after_index,
         min(r.event_time) filter (where r.event_time >= c.index_time) as rrt_first_time_after_index
     from cohort_stays as c
-    inner join rrt_events as r on r.stay_id = c.stay_id
+    -- only an active session is RRT; a charted catheter or circuit pressure is not
+    -- (mimic-code treatment/rrt.sql dialysis_active)
+    inner join rrt_events as r on r.stay_id = c.stay_id and r.is_active
     group by c.stay_id
 ),
 
