@@ -58,9 +58,9 @@ class Concepts:
             )
         return sorted(ids)
 
-    def tables(self) -> dict[str, pl.DataFrame]:
+    def tables(self, study_config=None) -> dict[str, pl.DataFrame]:
         return {
-            "concept_drug_unit": self.drug_units,
+            "concept_drug_unit": drug_units_for(self, study_config),
             "concept_measurement": self.measurements,
             "concept_rrt_item": self.rrt_items,
             "concept_sepsis_icd": self.sepsis_icd,
@@ -160,9 +160,43 @@ def load_concepts(path: str | Path | None = None) -> Concepts:
     )
 
 
+NE_SALTS = ("base", "tartrate")
+
+
+def salt_to_base(concepts: Concepts, study_config=None) -> dict[str, float]:
+    """Per drug, the factor from the source's charted salt to the canonical base dose (drugs not
+    listed: 1.0). Only norepinephrine has one: study.toml ``[units] norepinephrine_salt`` says
+    whether the source charts base or tartrate; concepts.toml ``tartrate_to_base`` converts."""
+    if study_config is None:
+        return {}
+    salt = study_config.get("units.norepinephrine_salt")
+    if salt not in NE_SALTS:
+        raise ConfigError(
+            f"{study_config.source}: setting 'units.norepinephrine_salt' must be one of "
+            f"{', '.join(NE_SALTS)}, got {salt!r}"
+        )
+    if salt == "base":
+        return {}
+    ne = concepts.raw["drugs"]["norepinephrine"]
+    factor = float(_require(ne, "tartrate_to_base", "drugs.norepinephrine"))
+    _require(ne, "salt_citation", "drugs.norepinephrine")
+    if not 0 < factor <= 1:
+        raise ConfigError("concepts: drugs.norepinephrine.tartrate_to_base must be in (0, 1]")
+    return {"norepinephrine": factor}
+
+
+def drug_units_for(concepts: Concepts, study_config=None) -> pl.DataFrame:
+    """``concepts.drug_units`` plus ``salt_to_base``: canonical rate = rate x to_canonical x
+    salt_to_base (/ patientweight when per_weight = 'divide'), applied before any threshold."""
+    factors = salt_to_base(concepts, study_config)
+    return concepts.drug_units.with_columns(
+        pl.col("drug").replace_strict(factors, default=1.0, return_dtype=pl.Float64).alias("salt_to_base")
+    )
+
+
 def register_concept_tables(con, concepts: Concepts, study_config=None) -> None:
     """(Re)create the ``concept_*`` tables, and ``study_param`` if a StudyConfig is given."""
-    for name, frame in concepts.tables().items():
+    for name, frame in concepts.tables(study_config).items():
         con.register("_concept_frame", frame.to_arrow())
         con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM _concept_frame')
         con.unregister("_concept_frame")

@@ -34,7 +34,8 @@ from schemas.raw import RAW_TABLES, find_table_file
 
 # The study-config sections the ingest reads (``tests/test_fingerprint.py`` runs the ingest
 # with a recording config and fails if it reads any other key, so this cannot go stale).
-INGEST_CONFIG_SECTIONS: tuple[str, ...] = ("ingest",)
+# "units": the NE salt converts rates before the plausibility bounds (concepts.salt_to_base).
+INGEST_CONFIG_SECTIONS: tuple[str, ...] = ("ingest", "units")
 
 HASH_NAME = "sha256"
 

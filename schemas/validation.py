@@ -27,6 +27,7 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
+from pipeline.concepts import drug_units_for
 from schemas.raw import RAW_TABLES
 
 STAY_INTIME = "_stay_intime"
@@ -43,11 +44,12 @@ def _row_check(expr: pl.Expr, name: str) -> pa.Check:
     return pa.Check(fn, name=name)
 
 
-def _drug_unit_exprs(concepts) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
-    """(is_vasoactive, is_known_unit, rate in the drug's canonical unit) for inputevents rows."""
-    du = concepts.drug_units
+def _drug_unit_exprs(concepts, study_config=None) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """(is_vasoactive, is_known_unit, rate in the drug's canonical unit) for inputevents rows.
+    The canonical rate is in base (study.toml [units] norepinephrine_salt converted first)."""
+    du = drug_units_for(concepts, study_config)
     key = pl.concat_str([pl.col("itemid").cast(pl.String), pl.lit("|"), pl.col("rateuom")])
-    factors = {f"{r['itemid']}|{r['rateuom']}": r["to_canonical"] for r in du.iter_rows(named=True)}
+    factors = {f"{r['itemid']}|{r['rateuom']}": r["to_canonical"] * r["salt_to_base"] for r in du.iter_rows(named=True)}
     divide = {f"{r['itemid']}|{r['rateuom']}": r["per_weight"] == "divide" for r in du.iter_rows(named=True)}
     vaso_ids = sorted(set(du["itemid"].to_list()))
     is_vaso = pl.col("itemid").is_in(vaso_ids)
@@ -132,7 +134,7 @@ def build_raw_schema(table: str, concepts, study_config) -> pa.DataFrameSchema:
         lo, hi = float(pw["plausible_min"]), float(pw["plausible_max"])
         checks.append(_row_check(pl.col("patientweight").is_between(lo, hi), "plausibility.patientweight_range"))
     if table == "inputevents":
-        is_vaso, is_known, canonical = _drug_unit_exprs(concepts)
+        is_vaso, is_known, canonical = _drug_unit_exprs(concepts, study_config)
         checks.append(_row_check(pl.col("rate") >= 0, "plausibility.negative_rate"))
         checks.append(_row_check(pl.col("amount") >= 0, "plausibility.negative_amount"))
         checks.append(

@@ -2,7 +2,7 @@
 -- canonical unit per drug.
 -- Grain: one row per valid_inputevents row whose itemid is a concept drug, 'Rewritten' rows
 --   excluded.
--- Units: rate_mcg_kg_min (norepinephrine, epinephrine, phenylephrine, dopamine, dobutamine,
+-- Units: rate_mcg_kg_min (norepinephrine as base, epinephrine, phenylephrine, dopamine, dobutamine,
 --   milrinone), rate_units_min (vasopressin), rate_ng_kg_min (angiotensin II): each null unless
 --   it is the drug's canonical unit; rate_mcg_min = rate_mcg_kg_min x patientweight_kg (mcg/kg/min
 --   drugs only); nee_mcg_kg_min = canonical rate x nee_factor (norepinephrine-equivalent,
@@ -48,10 +48,12 @@ canonical as (
         w.*,
         case
             -- e.g. phenylephrine charted in mcg/min: divide by the row's weight to get mcg/kg/min
-            when u.per_weight = 'divide' then w.rate * u.to_canonical / nullif(w.patientweight, 0)
+            when u.per_weight = 'divide' then w.rate * u.to_canonical * u.salt_to_base / nullif(w.patientweight, 0)
             -- vasopressin units/hour x 1/60 = units/min (mimic-code issue #1279: most rows are
-            -- units/hour, a few units/min; never mix them)
-            else w.rate * u.to_canonical
+            -- units/hour, a few units/min; never mix them). salt_to_base: norepinephrine charted
+            -- as tartrate (study.toml [units] norepinephrine_salt) x 0.5 = base, before any
+            -- threshold downstream; 1 for every other drug and for base
+            else w.rate * u.to_canonical * u.salt_to_base
         end as rate_canonical
     from with_drug as w
     -- the ingest quarantines a rate in a unit not listed for its drug, so every charted rate
