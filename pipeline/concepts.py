@@ -69,6 +69,31 @@ class Concepts:
         }
 
 
+@dataclass(frozen=True)
+class RateArtifactRule:
+    """Settings of the ingest rule ``plausibility.rate_artifact`` (concepts.toml [rate_artifact]):
+    a row of at most ``max_duration_minutes`` whose canonical rate is more than
+    ``min_jump_factor`` x the higher of its two neighbours (same stay and drug) and at least
+    ``min_fraction_of_plausible_max`` x the drug's plausible maximum."""
+
+    max_duration_minutes: float
+    min_jump_factor: float
+    min_fraction_of_plausible_max: float
+
+    @classmethod
+    def from_concepts(cls, concepts: "Concepts") -> "RateArtifactRule":
+        spec = _require(concepts.raw, "rate_artifact", "concepts")
+        _require(spec, "citation", "rate_artifact")
+        rule = cls(*(float(_require(spec, k, "rate_artifact")) for k in
+                     ("max_duration_minutes", "min_jump_factor", "min_fraction_of_plausible_max")))
+        if rule.max_duration_minutes <= 0 or rule.min_jump_factor <= 1 or not 0 <= rule.min_fraction_of_plausible_max <= 1:
+            raise ConfigError(
+                "concepts: rate_artifact needs max_duration_minutes > 0, min_jump_factor > 1 and "
+                "0 <= min_fraction_of_plausible_max <= 1"
+            )
+        return rule
+
+
 def _require(d: dict, key: str, where: str) -> Any:
     if key not in d:
         raise ConfigError(f"concepts: '{where}' lacks '{key}'")

@@ -11,7 +11,9 @@ half-written. For each table in ``schemas.raw.RAW_TABLES`` it
    and casts it explicitly (no type sniffing); tables with ``itemid_filter`` are cut to the
    concept item ids while they are read, inside DuckDB (full chartevents never reaches Python);
 3. quarantines unparseable values (rule ``conformance.type``) and rows failing the Pandera
-   model (``schemas.validation``), validated in chunks of collected polars frames;
+   model (``schemas.validation``), validated in chunks of collected polars frames; then, for
+   inputevents, the context rule ``plausibility.rate_artifact`` (bag-finish rates far above both
+   neighbours of the same drug), one set-based DuckDB window query;
 4. records the ledger: rows read, loaded and quarantined (per rule), with
    rows_read == rows_loaded + rows_quarantined.
 
@@ -37,11 +39,19 @@ import duckdb
 import pandera.polars as pa
 import polars as pl
 
-from pipeline.concepts import Concepts, load_concepts, register_concept_tables
+from pipeline.concepts import Concepts, RateArtifactRule, load_concepts, register_concept_tables
 from pipeline.config import StudyConfig
 from pipeline.errors import InputFileError
 from schemas.raw import RAW_TABLES, RawTable, duckdb_type, empty_table_sql, find_table_file
-from schemas.validation import STAY_INTIME, STAY_OUTTIME, build_raw_schema, failure_rules, rule_column
+from schemas.validation import (
+    RATE_ARTIFACT_RULE,
+    RATE_ARTIFACT_SQL,
+    STAY_INTIME,
+    STAY_OUTTIME,
+    build_raw_schema,
+    failure_rules,
+    rule_column,
+)
 
 # Order matters: icustays first (other tables' time checks join it).
 LOAD_ORDER = ["icustays", "patients", "admissions", "diagnoses_icd", "d_items", "inputevents",
@@ -306,6 +316,35 @@ def _validate_frame(con, table_name: str, schema: pa.DataFrameSchema, frame: pl.
     con.unregister("_failures")
 
 
+# --------------------------------------------------------------------------------------------
+# Context rules: need neighbouring rows, so they run set-based in DuckDB after the row-wise
+# Pandera checks (which see one chunk at a time).
+# --------------------------------------------------------------------------------------------
+
+def rate_artifact_rows(con, rule: RateArtifactRule, *, exclude_quarantined: bool = True) -> pl.DataFrame:
+    """Rows of ``raw_inputevents`` that rule ``plausibility.rate_artifact`` catches, with their
+    context (duration_minutes, rate_canonical, previous/next_rate_canonical). Needs the
+    ``concept_drug_unit`` and ``quarantine`` tables of an ingest database."""
+    return con.execute(
+        RATE_ARTIFACT_SQL,
+        [rule.max_duration_minutes, rule.min_fraction_of_plausible_max, rule.min_jump_factor, exclude_quarantined],
+    ).pl()
+
+
+def _quarantine_rate_artifacts(con, concepts: Concepts) -> None:
+    """Quarantine bag-finish rate artifacts of vasoactive drugs (concepts.toml [rate_artifact])."""
+    rows = rate_artifact_rows(con, RateArtifactRule.from_concepts(concepts))
+    if rows.is_empty():
+        return
+    con.register("_artifacts", rows.select("source_row", pl.col("rate").cast(pl.String).alias("value")).to_arrow())
+    con.execute(
+        "INSERT INTO quarantine (table_name, source_row, rule, column_name, value) "
+        "SELECT 'inputevents', source_row, ?, 'rate', value FROM _artifacts",
+        [RATE_ARTIFACT_RULE],
+    )
+    con.unregister("_artifacts")
+
+
 _KEY_COLUMNS = ("subject_id", "hadm_id", "stay_id", "itemid")
 _TIME_COLUMNS = ("starttime", "charttime", "intime", "admittime")
 
@@ -423,6 +462,8 @@ def _build(con, files: dict[str, Path | None], concepts: Concepts, config: Study
         rows_read = con.execute(f"SELECT count(*) FROM {_q('raw_' + name)}").fetchone()[0]
         _quarantine_type_errors(con, path, table, rows_read, max_fraction)
         _validate(con, table, concepts, config)
+        if name == "inputevents":
+            _quarantine_rate_artifacts(con, concepts)
         con.execute(f"ALTER TABLE {_q('raw_' + name)} DROP COLUMN _type_errors")
         _add_row_keys(con, table)
         by_rule = dict(

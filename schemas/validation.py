@@ -12,6 +12,9 @@ table. Every check has a rule id that the quarantine table records:
   ``anchor_age_range``, ``time_in_stay`` (event outside its ICU stay +/- the configured
   margin).
 * ``integrity.*``: ``unknown_stay`` (stay_id not in icustays), ``duplicate_key``.
+* ``plausibility.rate_artifact`` is a context rule (it needs the neighbouring rows of the same
+  stay and drug), so it is not a Pandera check: ``RATE_ARTIFACT_SQL`` below, run by the ingest
+  as one set-based DuckDB query after the row-wise checks (concepts.toml [rate_artifact]).
 
 Frames validated here carry the raw columns plus ``source_row``; tables with
 ``time_columns_in_stay`` also carry ``_stay_intime``/``_stay_outtime`` (joined by the ingest
@@ -178,7 +181,84 @@ RULE_COLUMN: dict[str, str] = {
     "plausibility.anchor_age_range": "anchor_age",
     "plausibility.time_in_stay": "",  # the table's first in-stay time column
     "conformance.rate_unit": "rateuom",
+    "plausibility.rate_artifact": "rate",
 }
+
+RATE_ARTIFACT_RULE = "plausibility.rate_artifact"
+
+# Vasoactive rows of raw_inputevents whose rate is a bag-finish artifact (concepts.toml
+# [rate_artifact]). Set-based: one window over (stay_id, drug) ordered by starttime, so it scales
+# with the vasoactive rows of full MIMIC-IV (~9M inputevents rows, item-filtered at read time).
+# Context: rows of concept drugs with a rate in a listed unit, not 'Rewritten' (audit copies),
+# and, unless the 4th parameter is false, not already quarantined by another rule (a row with a
+# bad type, an out-of-range rate or weight is no evidence about its neighbours). The canonical
+# rate is the one the staging SQL makes (salt_to_base: NE tartrate -> base). Parameters:
+# max_duration_minutes, min_fraction_of_plausible_max, min_jump_factor, exclude_quarantined.
+RATE_ARTIFACT_SQL = """
+with
+
+drug_unit as (
+    select * from concept_drug_unit
+),
+
+quarantined as (
+    select distinct source_row from quarantine where table_name = 'inputevents'
+),
+
+context as (
+    select
+        r.source_row,
+        r.stay_id,
+        u.drug,
+        r.starttime,
+        r.endtime,
+        r.rate,
+        case
+            when u.per_weight = 'divide' then r.rate * u.to_canonical * u.salt_to_base / nullif(r.patientweight, 0)
+            else r.rate * u.to_canonical * u.salt_to_base
+        end as rate_canonical,
+        u.plausible_max_canonical
+    from raw_inputevents as r
+    inner join drug_unit as u
+        on u.itemid = r.itemid
+        and u.rateuom = r.rateuom
+    left join quarantined as q on q.source_row = r.source_row
+    where r.statusdescription is distinct from 'Rewritten'
+        and r.rate is not null
+        and r.stay_id is not null
+        and r.starttime is not null
+        and r.endtime is not null
+        and (q.source_row is null or not $4)
+),
+
+with_neighbours as (
+    select
+        *,
+        lag(rate_canonical) over by_stay_drug as previous_rate_canonical,
+        lead(rate_canonical) over by_stay_drug as next_rate_canonical
+    from context
+    window by_stay_drug as (partition by stay_id, drug order by starttime, endtime, source_row)
+)
+
+select
+    source_row,
+    stay_id,
+    drug,
+    starttime,
+    endtime,
+    date_diff('second', starttime, endtime) / 60.0 as duration_minutes,
+    rate,
+    rate_canonical,
+    previous_rate_canonical,
+    next_rate_canonical
+from with_neighbours
+where date_diff('second', starttime, endtime) <= $1 * 60
+    and rate_canonical >= $2 * plausible_max_canonical
+    and previous_rate_canonical is not null
+    and next_rate_canonical is not null
+    and rate_canonical > $3 * greatest(previous_rate_canonical, next_rate_canonical)
+order by source_row
+"""
 
 
 def rule_column(table: str, rule: str) -> str | None:

@@ -117,3 +117,14 @@ def test_demo_rrt_after_index_is_an_active_procedure_from_the_raw_file(demo_coho
              .filter(pl.col("starttime") >= pl.col("index_time"))["stay_id"].unique().sort().to_list())
     assert after, "the demo cohort has RRT after index (e.g. stay 32119961)"
     assert cohort.filter(pl.col("rrt_after_index"))["stay_id"].sort().to_list() == after
+
+
+def test_demo_ne_maximum_ignores_bag_finish_artifacts(demo_cohort):
+    # Before the rate_artifact rule, 3.19 and 2.41 mcg/kg/min bag-finish rows set these maxima to
+    # 285.7 and 305.9 mcg/min; the true maxima of the charted titration are 10.75 and 50.96.
+    cohort = pl.read_parquet(demo_cohort.cohort_path)
+    by_stay = {r["stay_id"]: r for r in cohort.iter_rows(named=True)}
+    assert by_stay[30932571]["ne_max_rate_mcg_min"] == pytest.approx(10.75, abs=0.01)
+    assert by_stay[34100191]["ne_max_rate_mcg_min"] == pytest.approx(50.96, abs=0.01)
+    assert by_stay[34100191]["ne_max_rate_mcg_kg_min"] == pytest.approx(0.401, abs=0.001)
+    assert cohort["ne_max_rate_mcg_kg_min"].max() < 1.0  # no demo stay is left with an artifact
