@@ -82,7 +82,10 @@ def test_relation_equals_duckdb(engines, relation):
     expected = engines["duckdb"].execute(f'select * from "{relation.name}"').pl()
     actual = spark_frame(engines["spark"], relation.name)
     # an empty relation would compare trivially: the synthetic source must exercise each one
-    assert expected.height > 0, f"{relation.name} is empty on the synthetic source"
+    assert expected.height > 0, (
+        f"{relation.name} is empty on the {N_STAYS}-stay synthetic source, so Spark vs DuckDB proves "
+        "nothing: raise N_STAYS or make pipeline.synth exercise it"
+    )
     assert compare_frames(expected, actual, relation.name) == []
 
 
