@@ -30,8 +30,16 @@ from pipeline.spark import (  # noqa: E402
 
 RELATIONS = build_order()
 N_STAYS = 80  # ~45 cohort stays: every exposure, stratum and audit result occurs
-# On tiny data compiling Spark's generated code costs more than it saves.
-TEST_CONF = {"spark.sql.codegen.wholeStage": "false", "spark.sql.shuffle.partitions": "1"}
+# On tiny data compiling costs more than it saves: expressions interpreted, no whole-stage code
+# generation, the JIT's client compiler only, one shuffle partition. benchmarks/bench_spark.py,
+# 80 stays, side by side on a loaded 2-core machine: 11 s session + 37 s relations this way vs
+# 13 s + 49 s with Spark's defaults.
+TEST_CONF = {
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1",
+    "spark.sql.shuffle.partitions": "1",
+}
 
 
 @pytest.fixture(scope="module")
