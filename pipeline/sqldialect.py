@@ -57,6 +57,8 @@ _SPARK_INTERVAL = {
     "to_seconds": ("1", "SECOND"),
     "to_microseconds": ("0.000001", "SECOND"),
 }
+# sqlglot models DuckDB's to_days (exp.ToDays) but not the other interval constructors.
+_TO_DAYS = getattr(exp, "ToDays", None)
 # Functions sqlglot parses as unknown (Anonymous) that the transforms below translate.
 _HANDLED_FUNCTIONS = frozenset(_INTERVAL_FUNCTIONS) | {"printf"}
 
@@ -69,7 +71,7 @@ def _function_name(node: exp.Expression) -> str:
     """Lower-case name of a function sqlglot does not model (or of to_days, which it does)."""
     if isinstance(node, exp.Anonymous):
         return node.name.lower()
-    if type(node).__name__ == "ToDays":
+    if _TO_DAYS is not None and isinstance(node, _TO_DAYS):
         return "to_days"
     return ""
 
