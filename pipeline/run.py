@@ -295,7 +295,8 @@ class RunResult:
                  f"latest:     {self.latest} -> {self.run_dir.name}"]
         for step, e in self.steps.items():
             lines.append(f"  {step:<8} {'reused (unchanged inputs)' if e.reused_by(self.run_dir) else f'ran {e.seconds:.1f} s'}")
-        for name in ("report.html", "report.md", "results.json", "cohort.parquet", "audit.parquet"):
+        for name in ("report.html", "report.md", "results.json", "cohort.parquet", "audit.parquet",
+                     "engine_check.json"):
             if name in self.outputs:
                 lines.append(f"  {name:<15} {self.latest / name}")
         lines.append(f"time: {self.seconds:.1f} s")
