@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -45,6 +45,9 @@ class StoredStep(CachePolicy):
     def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs) -> str | None:
         return steps.stored_step_key(self.step, inputs)
 
+
+# The SQL engines of `vasoflow run --engine` (pipeline.run.ENGINES).
+Engine = Literal["duckdb", "spark"]
 
 IO = dict(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_retry_unless_user_error)
 
@@ -98,6 +101,11 @@ def audit(root: Path, cohort_entry: StepEntry, config: StudyConfig) -> StepEntry
     return steps.audit_step(root, cohort_entry, config)
 
 
+@task(**_stored("spark"))
+def spark_check(root: Path, cohort_entry: StepEntry, audit_entry: StepEntry, config: StudyConfig) -> StepEntry:
+    return steps.spark_step(root, cohort_entry, audit_entry, config)
+
+
 @task(**_stored("report"))
 def report(root: Path, upstream: list[StepEntry], config: StudyConfig) -> StepEntry:
     return steps.report_step(root, upstream, config)
@@ -122,7 +130,9 @@ def publish_artifacts(result: steps.RunResult, quality: steps.DataQuality) -> No
                           key=f"vasoflow-{result.kind}-audit", description="QI audit per rule")
 
 
-def _run(kind: str, out: Path, source: Path | None, config_path: Path | None) -> steps.RunResult:
+def _run(kind: str, out: Path, source: Path | None, config_path: Path | None,
+         engine: str = "duckdb") -> steps.RunResult:
+    steps.check_engine(engine)
     root = Path(out).resolve()
     config = load_config(config_path)
     run_dir = start_run(root, kind)
@@ -134,23 +144,30 @@ def _run(kind: str, out: Path, source: Path | None, config_path: Path | None) ->
     entries = [ingested, cohort_entry]
     if kind == "study":
         entries.append(analyze(root, cohort_entry, config))
-    entries.append(audit(root, cohort_entry, config))
+    audit_entry = audit(root, cohort_entry, config)
+    entries.append(audit_entry)
     entries.append(report(root, entries, config))
+    if engine == "spark":
+        entries.append(spark_check(root, cohort_entry, audit_entry, config))
     result = finish(root, run_dir, kind, src, fp, entries, config)
     publish_artifacts(result, quality)
     return result
 
 
 @flow(name="vasoflow-study", log_prints=True)
-def study_flow(out: Path, source: Path | None = None, config: Path | None = None) -> steps.RunResult:
+def study_flow(out: Path, source: Path | None = None, config: Path | None = None,
+               engine: Engine = "duckdb") -> steps.RunResult:
     """ingest -> validate -> cohort -> analyze -> audit -> report into a new run folder under
     ``out``; ``out/latest`` moves to it on success. ``source``: MIMIC-IV-layout folder
-    (default: the embedded synthetic dataset); ``config``: study TOML (default: shipped)."""
-    return _run("study", out, source, config)
+    (default: the embedded synthetic dataset); ``config``: study TOML (default: shipped);
+    ``engine='spark'``: also run the cohort and audit SQL on local Spark and compare."""
+    return _run("study", out, source, config, engine)
 
 
 @flow(name="vasoflow-audit", log_prints=True)
-def audit_flow(out: Path, source: Path | None = None, config: Path | None = None) -> steps.RunResult:
+def audit_flow(out: Path, source: Path | None = None, config: Path | None = None,
+               engine: Engine = "duckdb") -> steps.RunResult:
     """ingest -> validate -> cohort -> audit -> report (no survival models) into a new run
-    folder under ``out``; ``out/latest-audit`` moves to it on success."""
-    return _run("audit", out, source, config)
+    folder under ``out``; ``out/latest-audit`` moves to it on success; ``engine='spark'`` as in
+    ``study_flow``."""
+    return _run("audit", out, source, config, engine)

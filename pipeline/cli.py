@@ -84,13 +84,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from pipeline.config import load_study_config
         from pipeline.run import run_all
 
-        result = run_all(source=source, out_root=Path(args.out), config=load_study_config(config))
+        result = run_all(source=source, out_root=Path(args.out), config=load_study_config(config),
+                         engine=args.engine)
     else:
         _quiet_prefect_env()
         from flows import study_flow
 
-        result = study_flow(out=Path(args.out), source=source, config=config)
+        result = study_flow(out=Path(args.out), source=source, config=config, engine=args.engine)
     print(result.describe())
+    return 0
+
+
+def _cmd_sql(args: argparse.Namespace) -> int:
+    from pipeline.sqldialect import write_dialect
+
+    written = write_dialect(args.dialect, Path(args.out))
+    print(f"sql: {len(written) - 1} relations as {args.dialect} SQL -> {Path(args.out)} "
+          f"(build order in {written[-1].name})")
     return 0
 
 
@@ -152,7 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config")
     p.add_argument("--no-prefect", action="store_true",
                    help="the same steps without the Prefect engine (no server, no UI records)")
+    p.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
+                   help="duckdb (default); spark also runs the cohort and audit SQL on a local Spark "
+                        "session and fails unless its outputs equal DuckDB's (needs the 'spark' extra and Java 17+)")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("sql", help="write the SQL layer transpiled for a warehouse (Spark SQL or BigQuery)")
+    p.add_argument("--dialect", required=True, choices=("spark", "bigquery"))
+    p.add_argument("--out", required=True, help="folder for <layer>/<relation>.sql and build_order.txt")
+    p.set_defaults(func=_cmd_sql)
 
     p = sub.add_parser("serve", help="schedule the study (weekly) and audit (monthly) flows on a Prefect server")
     p.add_argument("--out", required=True, help="output root of the scheduled runs")

@@ -85,6 +85,11 @@ def audit_step_key(cohort_entry: StepEntry, config: StudyConfig) -> str:
     return downstream_key("audit", {"cohort": cohort_entry.key}, config, "pipeline.audit", ("sql",))
 
 
+def spark_step_key(cohort_entry: StepEntry, audit_entry: StepEntry, config: StudyConfig) -> str:
+    return downstream_key("spark", {"cohort": cohort_entry.key, "audit": audit_entry.key}, config,
+                          "pipeline.spark", ("sql",))
+
+
 def report_step_key(upstream: list[StepEntry], config: StudyConfig) -> str:
     return downstream_key("report", {e.step: e.key for e in upstream}, config, "pipeline.report", ("reports",))
 
@@ -95,6 +100,7 @@ _STEP_KEYS = {
     "analyze": lambda a: analyze_step_key(a["cohort_entry"], a["config"]),
     "audit": lambda a: audit_step_key(a["cohort_entry"], a["config"]),
     "report": lambda a: report_step_key(a["upstream"], a["config"]),
+    "spark": lambda a: spark_step_key(a["cohort_entry"], a["audit_entry"], a["config"]),
 }
 
 
@@ -227,6 +233,27 @@ def audit_step(root: Path, cohort_entry: StepEntry, config: StudyConfig) -> Step
     )
 
 
+def spark_step(root: Path, cohort_entry: StepEntry, audit_entry: StepEntry, config: StudyConfig) -> StepEntry:
+    """``--engine spark``: the cohort and audit SQL again on a local Spark session, over parquet
+    copies of the cohort database's source tables; writes ``spark_<output>.parquet`` and
+    ``engine_check.json`` and fails when any output differs from DuckDB's (pipeline.spark)."""
+
+    def produce(work: Path) -> None:
+        from pipeline.audit import AUDIT_RELATIONS  # imported only when the step really runs
+        from pipeline.cohort import COHORT_RELATIONS
+        from pipeline.spark import SPARK_OUTPUTS, spark_engine_check
+
+        duckdb_outputs = {}
+        for stem in SPARK_OUTPUTS:
+            entry = cohort_entry if f"{stem}.parquet" in cohort_entry.files else audit_entry
+            duckdb_outputs[stem] = entry.file(f"{stem}.parquet")
+        spark_engine_check(cohort_entry.file(DB_NAME), duckdb_outputs, work,
+                           [*COHORT_RELATIONS, *AUDIT_RELATIONS])
+
+    key = spark_step_key(cohort_entry, audit_entry, config)
+    return run_cached(Layout(Path(root)).store_dir, "spark", key, produce)
+
+
 def report_step(root: Path, upstream: list[StepEntry], config: StudyConfig) -> StepEntry:
     """The HTML and markdown report from the outputs of ``upstream`` (linked, read-only)."""
 
@@ -268,7 +295,8 @@ class RunResult:
                  f"latest:     {self.latest} -> {self.run_dir.name}"]
         for step, e in self.steps.items():
             lines.append(f"  {step:<8} {'reused (unchanged inputs)' if e.reused_by(self.run_dir) else f'ran {e.seconds:.1f} s'}")
-        for name in ("report.html", "report.md", "results.json", "cohort.parquet", "audit.parquet"):
+        for name in ("report.html", "report.md", "results.json", "cohort.parquet", "audit.parquet",
+                     "engine_check.json"):
             if name in self.outputs:
                 lines.append(f"  {name:<15} {self.latest / name}")
         lines.append(f"time: {self.seconds:.1f} s")
@@ -302,9 +330,27 @@ def finish_run(root: Path, run_dir: Path, kind: str, source: Path, fingerprint: 
                      steps={e.step: e for e in entries}, outputs=outputs, seconds=seconds)
 
 
-def run_all(source: Path | None, out_root: Path, config: StudyConfig, kind: str = "study") -> RunResult:
+ENGINES = ("duckdb", "spark")
+
+
+def check_engine(engine: str) -> str:
+    """``engine`` if known and usable; for 'spark' pyspark and Java 17+ are checked now, so that
+    a missing one stops the run before its other steps, in one line."""
+    if engine not in ENGINES:
+        raise VasoflowError(f"unknown engine {engine!r} (one of: {', '.join(ENGINES)})")
+    if engine == "spark":
+        from pipeline.spark import check_spark_available
+
+        check_spark_available()
+    return engine
+
+
+def run_all(source: Path | None, out_root: Path, config: StudyConfig, kind: str = "study",
+            engine: str = "duckdb") -> RunResult:
     """Every step without Prefect (the same chain as ``flows.study_flow`` / ``audit_flow``):
-    outputs in a new folder under ``out_root/runs``, ``out_root/latest`` moved on success."""
+    outputs in a new folder under ``out_root/runs``, ``out_root/latest`` moved on success.
+    ``engine='spark'`` adds the Spark engine check (``spark_step``) after the report."""
+    check_engine(engine)
     t0 = time.perf_counter()
     root = Path(out_root).resolve()
     run_dir = new_run_dir(root, kind)
@@ -316,6 +362,9 @@ def run_all(source: Path | None, out_root: Path, config: StudyConfig, kind: str 
     entries = [ingested, cohort]
     if kind == "study":
         entries.append(analyze_step(root, cohort, config))
-    entries.append(audit_step(root, cohort, config))
+    audited = audit_step(root, cohort, config)
+    entries.append(audited)
     entries.append(report_step(root, entries, config))
+    if engine == "spark":
+        entries.append(spark_step(root, cohort, audited, config))
     return finish_run(root, run_dir, kind, src, fp, entries, config, time.perf_counter() - t0)

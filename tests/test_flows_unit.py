@@ -91,5 +91,6 @@ def test_flow_parameters_are_typed():
 
     for f in (study_flow, audit_flow):
         schema = f.parameters.model_dump()
-        assert set(schema["properties"]) == {"out", "source", "config"}
+        assert set(schema["properties"]) == {"out", "source", "config", "engine"}
         assert schema["required"] == ["out"]
+        assert schema["properties"]["engine"]["enum"] == ["duckdb", "spark"]

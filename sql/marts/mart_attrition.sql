@@ -39,7 +39,7 @@ steps as (
     from counts
     union all
     select 2, 'adult', 'all', true,
-        'Adults: age at admission >= ' || pa.cohort_min_age_years || ' years',
+        'Adults: age at admission >= ' || cast(pa.cohort_min_age_years as varchar) || ' years',
         n_adult, p_adult
     from counts cross join params as pa
     union all

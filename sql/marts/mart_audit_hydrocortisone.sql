@@ -57,15 +57,18 @@ trigger as (
 ),
 
 hydrocortisone_name as (
-    select lower(unnest(string_split(audit_hydrocortisone_name_substrings, '|'))) as pattern from params
+    select lower(pattern) as pattern
+    from (select unnest(string_split(audit_hydrocortisone_name_substrings, '|')) as pattern from params) as listed
 ),
 
 excluded_name as (
-    select lower(unnest(string_split(audit_hydrocortisone_exclude_name_substrings, '|'))) as pattern from params
+    select lower(pattern) as pattern
+    from (select unnest(string_split(audit_hydrocortisone_exclude_name_substrings, '|')) as pattern from params) as listed
 ),
 
 systemic_route as (
-    select upper(unnest(string_split(audit_hydrocortisone_prescription_routes, '|'))) as route from params
+    select upper(route) as route
+    from (select unnest(string_split(audit_hydrocortisone_prescription_routes, '|')) as route from params) as listed
 ),
 
 given_event as (

@@ -50,8 +50,9 @@ map_intervals as (
         m.stay_id,
         m.map_mmhg,
         m.charttime as value_start_time,
+        -- least() skips a null: the stay's last value is carried forward its full time
         least(
-            coalesce(lead(m.charttime) over (partition by m.stay_id order by m.charttime), 'infinity'::timestamp),
+            lead(m.charttime) over (partition by m.stay_id order by m.charttime),
             m.charttime + to_microseconds(cast(p.audit_map_carry_forward_hours * 3600e6 as bigint))
         ) as value_end_time
     from map_per_time as m
