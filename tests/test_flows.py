@@ -38,14 +38,33 @@ def _manifest(run_dir: Path) -> dict:
     return json.loads((run_dir / "manifest.json").read_text())
 
 
-def _task_states(flow_run_id) -> dict[str, str]:
+STEP_TASKS = ("ingest", "cohort", "analyze", "audit", "report")
+
+
+def _task_states(flow_run_id, expected=STEP_TASKS, timeout_s: float = 60.0) -> dict[str, str]:
+    """Final state name per task of a finished flow run, waiting for the server to record them.
+
+    Prefect 3 records task-run states from events, asynchronously: the client emits them and
+    the server's TaskRunRecorder writes them in batches (about every few seconds). Read right
+    after the flow returns, a task run may not be there yet, or be there with no state
+    (``state is None``: the cause of the old flaky AttributeError) or a non-final one. So poll
+    until every expected task has a final state."""
+    import time
+
     from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    with get_client(sync_client=True) as client:
-        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return {r.name.rsplit("-", 1)[0]: r.state.name for r in runs}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        states = {r.name.rsplit("-", 1)[0]: r.state for r in runs}
+        if all(states.get(t) is not None and states[t].is_final() for t in expected):
+            return {name: state.name for name, state in states.items() if state is not None}
+        if time.monotonic() > deadline:
+            raise AssertionError(f"task states not recorded within {timeout_s} s: "
+                                 f"{ {n: (s.name if s else None) for n, s in states.items()} }")
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +124,7 @@ def test_rerun_with_nothing_changed_recomputes_nothing(first_run, root, synth_so
     # policy gives no key while an entry is absent), so this run's tasks ran, but only to find
     # their stored outputs; from the next run on Prefect skips them ("Cached").
     states = _task_states(state.state_details.flow_run_id)
-    assert all(states[t] in ("Cached", "Completed") for t in ("ingest", "cohort", "analyze", "audit", "report"))
+    assert all(states[t] in ("Cached", "Completed") for t in STEP_TASKS)
 
 
 def test_changed_threshold_reruns_from_the_cohort_only(first_run, root, synth_source, tmp_path):
@@ -172,3 +191,70 @@ def test_bad_input_fails_the_flow_with_the_users_error(prefect_server, tmp_path)
     with pytest.raises(VasoflowError, match="source folder not found"):
         study_flow(out=tmp_path / "out", source=tmp_path / "nowhere")
     assert not (tmp_path / "out" / "latest").exists()
+
+
+def test_cli_default_mode_runs_in_process_with_progress_lines(first_run, root, synth_source, capsys, monkeypatch):
+    """No Prefect server configured (the harness's is a settings context, not configuration
+    a user has): `vasoflow run` runs the steps in-process and prints one line per step."""
+    from pipeline.cli import main
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert main(["run", "--source", str(synth_source), "--out", str(root)]) == 0
+    captured = capsys.readouterr()
+    assert "running in-process" in captured.err
+    progress = [ln for ln in captured.err.splitlines() if ln.startswith("vasoflow: ") and ln.endswith(" s")]
+    assert [ln.split()[1] for ln in progress] == ["source", "ingest", "validate", "cohort", "analyze", "audit",
+                                                  "report"]
+    assert all("reused" in ln for ln in progress if ln.split()[1] in STEP_TASKS)
+    assert "INFO" not in captured.err and "Flow run" not in captured.err
+
+
+def test_flow_run_is_named_after_what_ran_and_logs_the_pipeline(first_run, root, synth_source):
+    import time
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    state, _ = first_run
+    flow_run_id = state.state_details.flow_run_id
+    APILogHandler().flush()
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(flow_run_id)
+        assert flow_run.name == f"study: {synth_source.name} -> {root}"
+        deadline = time.monotonic() + 30
+        while True:  # logs are sent in batches: wait for ours
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+            pipeline_lines = [lg.message for lg in logs if lg.name == "vasoflow"]
+            if any(m.startswith("ingest") for m in pipeline_lines) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    assert any(m.startswith("ingest") and "ran" in m for m in pipeline_lines), pipeline_lines
+
+
+def test_one_run_at_a_time_per_output_root(first_run, root):
+    from prefect import get_client
+
+    from flows.study import concurrency_limit_name
+
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name(concurrency_limit_name(root))
+    assert limit.limit == 1 and limit.active
+    assert limit.active_slots == 0  # released when the run ended
+
+
+def test_failure_alert_is_created_on_the_server(prefect_server):
+    from prefect.automations import Automation
+    from prefect.blocks.notifications import SlackWebhook
+
+    from flows.alerts import AUTOMATION_NAME, ensure_failure_alert
+    from pipeline.errors import VasoflowError
+
+    block_id = SlackWebhook(url="http://127.0.0.1:9/hook").save("vasoflow-test-alerts", overwrite=True)
+    ensure_failure_alert("slack-webhook/vasoflow-test-alerts")
+    ensure_failure_alert("slack-webhook/vasoflow-test-alerts")  # idempotent: updated, not duplicated
+    saved = Automation.read(name=AUTOMATION_NAME)
+    assert saved.enabled and saved.actions[0].block_document_id == block_id
+    assert "prefect.flow-run.Failed" in saved.trigger.expect
+    with pytest.raises(VasoflowError, match="no such block"):
+        ensure_failure_alert("slack-webhook/nobody")
