@@ -243,18 +243,53 @@ def test_one_run_at_a_time_per_output_root(first_run, root):
     assert limit.active_slots == 0  # released when the run ended
 
 
-def test_failure_alert_is_created_on_the_server(prefect_server):
-    from prefect.automations import Automation
-    from prefect.blocks.notifications import SlackWebhook
+def test_failure_alert_notifies_when_a_run_fails(prefect_server, tmp_path):
+    """End to end on the local server: `vasoflow alert`'s automation, a failing run, and the
+    notification arriving at a webhook (a tiny HTTP server in this test)."""
+    import http.server
+    import threading
+    import time
 
+    from prefect.automations import Automation
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    from flows import study_flow
     from flows.alerts import AUTOMATION_NAME, ensure_failure_alert
     from pipeline.errors import VasoflowError
 
-    block_id = SlackWebhook(url="http://127.0.0.1:9/hook").save("vasoflow-test-alerts", overwrite=True)
-    ensure_failure_alert("slack-webhook/vasoflow-test-alerts")
-    ensure_failure_alert("slack-webhook/vasoflow-test-alerts")  # idempotent: updated, not duplicated
-    saved = Automation.read(name=AUTOMATION_NAME)
-    assert saved.enabled and saved.actions[0].block_document_id == block_id
-    assert "prefect.flow-run.Failed" in saved.trigger.expect
-    with pytest.raises(VasoflowError, match="no such block"):
-        ensure_failure_alert("slack-webhook/nobody")
+    received: list[bytes] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            received.append(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        block_id = CustomWebhookNotificationBlock(
+            name="vasoflow-test", url=f"http://127.0.0.1:{server.server_address[1]}/hook",
+            json_data={"text": "{{subject}}\n{{body}}"}, allow_private_urls=True,
+        ).save("vasoflow-test-alerts", overwrite=True)
+        ensure_failure_alert("custom-webhook/vasoflow-test-alerts")
+        ensure_failure_alert("custom-webhook/vasoflow-test-alerts")  # idempotent: updated, not duplicated
+        saved = Automation.read(name=AUTOMATION_NAME)
+        assert saved.enabled and saved.actions[0].block_document_id == block_id
+        with pytest.raises(VasoflowError, match="no such block"):
+            ensure_failure_alert("custom-webhook/nobody")
+
+        time.sleep(2)  # the triggers service picks up automation changes asynchronously
+        state = study_flow(out=tmp_path / "out", source=tmp_path / "nowhere", return_state=True)
+        assert state.is_failed()
+        deadline = time.monotonic() + 60
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        server.shutdown()
+    assert received, "no notification within 60 s of the failed run"
+    text = received[0].decode()
+    assert "vasoflow-study" in text and "Failed" in text and "source folder not found" in text
