@@ -293,3 +293,43 @@ def test_failure_alert_notifies_when_a_run_fails(prefect_server, tmp_path):
     assert received, "no notification within 60 s of the failed run"
     text = received[0].decode()
     assert "vasoflow-study" in text and "Failed" in text and "source folder not found" in text
+
+
+def _cli_against_the_test_server(args: list[str], tmp_path: Path):
+    """`vasoflow ...` in a fresh process configured (by environment) for the test server, as a
+    user with PREFECT_API_URL set would run it."""
+    import os
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_API_URL=PREFECT_API_URL.value(), PREFECT_HOME=str(tmp_path / "prefect-home"))
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_cli_with_a_server_prints_progress_not_prefects_stream(first_run, root, synth_source, tmp_path):
+    proc = _cli_against_the_test_server(["run", "--source", str(synth_source), "--out", str(root)], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines and all(ln.startswith("vasoflow: ") for ln in lines), proc.stderr  # nothing from Prefect
+    assert "running the Prefect flow on http://127.0.0.1" in lines[0]
+    steps = {ln.split()[1]: ln for ln in lines[1:]}
+    assert set(STEP_TASKS) <= set(steps) and all("reused" in steps[s] for s in STEP_TASKS)
+
+
+def test_cli_with_a_server_reports_bad_input_in_one_line(prefect_server, synth_source, tmp_path):
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(synth_source, src)
+    gz = src / "icu" / "icustays.csv.gz"
+    gz.write_bytes(gz.read_bytes()[: gz.stat().st_size // 2])  # a truncated download
+    proc = _cli_against_the_test_server(["run", "--source", str(src), "--out", str(tmp_path / "out")], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("vasoflow: error: ")]
+    assert len(errors) == 1 and "icustays.csv.gz" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr and "Task run" not in proc.stderr and "| INFO" not in proc.stderr
+    assert all(ln.startswith("vasoflow: ") for ln in proc.stderr.splitlines()), proc.stderr
