@@ -92,7 +92,12 @@ def _configured_prefect_api() -> tuple[str | None, str]:
 
     ctx = get_settings_context()
     url = ctx.settings.api.url
-    origin = "the environment" if os.environ.get("PREFECT_API_URL") else f"Prefect profile '{ctx.profile.name}'"
+    if os.environ.get("PREFECT_API_URL"):
+        origin = "the environment"
+    elif any(getattr(k, "name", str(k)) == "PREFECT_API_URL" for k in ctx.profile.settings):
+        origin = f"Prefect profile '{ctx.profile.name}'"
+    else:
+        origin = "a Prefect settings file here (.env, prefect.toml or pyproject.toml)"
     return (str(url) if url else None), origin
 
 
@@ -104,8 +109,12 @@ def _check_prefect_server(url: str, origin: str, for_run: bool = True) -> None:
     try:
         httpx.get(url.rstrip("/") + "/health", timeout=5.0)
     except httpx.HTTPError as exc:
-        unset = ("unset PREFECT_API_URL" if origin == "the environment"
-                 else "`prefect config unset PREFECT_API_URL` (or switch profile)")
+        if origin == "the environment":
+            unset = "unset PREFECT_API_URL"
+        elif origin.startswith("Prefect profile"):
+            unset = "`prefect config unset PREFECT_API_URL` (or switch profile)"
+        else:
+            unset = "remove PREFECT_API_URL from that file"
         fix = f", or run without it: {unset}, or `vasoflow run --no-prefect`" if for_run else f", or point elsewhere ({unset})"
         raise VasoflowError(
             f"Prefect server {url} (PREFECT_API_URL, from {origin}) is not reachable "
@@ -130,7 +139,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not use_prefect:
         from pipeline.run import run_all
 
-        log.info("running in-process (no Prefect server configured; see docs/scheduling.md)")
+        log.info("running in-process (%s; see docs/scheduling.md)",
+                 "--no-prefect" if args.prefect is False else "no Prefect server configured")
         result = run_all(source=source, out_root=Path(args.out), config=config)
     else:
         _prefect_env(console_level="CRITICAL")
