@@ -57,9 +57,11 @@ def default_source(config: StudyConfig) -> Path:
     tmp = target.with_name(f".{target.name}.building-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     log.info("generating the default synthetic dataset (%d stays, seed %d) in %s", n, seed, target)
+    t0 = time.perf_counter()
     try:
         generate(tmp, n_stays=n, seed=seed)
         os.replace(tmp, target)
+        log.info("%-9s %-30s %6.1f s", "data", f"{n:,} synthetic stays generated", time.perf_counter() - t0)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
