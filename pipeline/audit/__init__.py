@@ -53,7 +53,7 @@ def spc_note(config: StudyConfig, spc: pl.DataFrame) -> str:
     most = int(shown["len"].max()) if shown.height else 0
     if period == "anchor_year_group":
         return (
-            f"Periods are MIMIC-IV anchor_year_group (3-year groups; {most} on the fullest chart). MIMIC-IV "
+            f"Periods are anchor_year_group, the 3-year groups of MIMIC-IV ({most} on the fullest chart). MIMIC-IV "
             "shifts each patient's dates by a different random offset (into 2100-2200), so calendar months "
             "do not exist in this data and stays in one group are not neighbours in time: the points compare "
             "year groups, they are not a time series, and the run rules (8 points on one side, 6 rising or "
