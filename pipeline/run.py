@@ -324,11 +324,17 @@ class RunResult:
         return tuple(s for s, e in self.steps.items() if e.reused_by(self.run_dir))
 
     def describe(self) -> str:
-        lines = [f"vasoflow {self.kind} run: source {self.source}",
+        synthetic = cache_dir().resolve() in Path(self.source).resolve().parents
+        source = f"the synthetic default data ({self.source})" if synthetic else str(self.source)
+        ran = [s for s, e in self.steps.items() if not e.reused_by(self.run_dir)]
+        reused = [s for s in self.steps if s not in ran]
+        steps = "; ".join(part for part in (f"ran {', '.join(ran)}" if ran else "",
+                                            f"reused {', '.join(reused)}" if reused else "") if part)
+        # The per-step times were printed as progress lines while the run went.
+        lines = [f"vasoflow {self.kind} run: source {source}",
                  f"run folder: {self.run_dir}",
-                 f"latest:     {self.latest} -> {self.run_dir.name}"]
-        for step, e in self.steps.items():
-            lines.append(f"  {step:<8} {'reused (unchanged inputs)' if e.reused_by(self.run_dir) else f'ran {e.seconds:.1f} s'}")
+                 f"latest:     {self.latest} -> {self.run_dir.name}",
+                 f"steps:      {steps}"]
         for name in ("report.html", "report.md", "results.json", "cohort.parquet", "audit.parquet"):
             if name in self.outputs:
                 lines.append(f"  {name:<15} {self.latest / name}")

@@ -181,7 +181,8 @@ def test_cli_run_without_prefect_reuses_the_store(first_run, root, synth_source,
     assert main(["run", "--no-prefect", "--source", str(synth_source), "--out", str(root)]) == 0
     out = capsys.readouterr().out
     assert "run folder:" in out and str(root / "latest") in out
-    assert "ran " not in out  # every step reused
+    assert "steps:      reused ingest, cohort, analyze, audit, report" in out  # every step reused
+    assert "synthetic default" not in out  # a source folder was given
 
 
 def test_bad_input_fails_the_flow_with_the_users_error(prefect_server, tmp_path):
