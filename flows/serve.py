@@ -19,8 +19,11 @@ from flows.study import audit_flow, study_flow
 # 07:00. Operational choices, not clinical constants; change them here and in prefect.yaml.
 STUDY_CRON = "0 6 * * 1"
 AUDIT_CRON = "0 7 1 * *"
-STUDY_DEPLOYMENT = "vasoflow-study-weekly"
-AUDIT_DEPLOYMENT = "vasoflow-audit-monthly"
+# Deployment names differ from prefect.yaml's (``...-worker``): a `vasoflow serve` process and
+# a work-pool worker on one server must not overwrite each other's deployment (schedule,
+# time zone, paused state).
+STUDY_DEPLOYMENT = "vasoflow-study-weekly-serve"
+AUDIT_DEPLOYMENT = "vasoflow-audit-monthly-serve"
 
 
 def deployments(out: Path, source: Path | None, config: Path | None, timezone: str = "UTC") -> list:
@@ -37,5 +40,8 @@ def deployments(out: Path, source: Path | None, config: Path | None, timezone: s
 
 
 def serve(out: Path, source: Path | None = None, config: Path | None = None, timezone: str = "UTC") -> None:
-    """Register both deployments and run them until interrupted (Ctrl-C)."""
-    prefect_serve(*deployments(out, source, config, timezone))
+    """Register both deployments and run them until interrupted (Ctrl-C, or systemd stopping
+    the service). The schedules stay active when this process stops (``pause_on_shutdown``
+    False): a restart, a reboot or a deploy does not silently switch a hospital's monthly audit
+    off; runs that fell due meanwhile show as Late and run when serve is back."""
+    prefect_serve(*deployments(out, source, config, timezone), pause_on_shutdown=False)

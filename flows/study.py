@@ -8,13 +8,19 @@ I/O tasks only (never on a ``VasoflowError``: bad input does not get better by r
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from prefect import flow, task
+from prefect import flow, get_client, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE, CachePolicy
+from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectAlreadyExists
 
 from pipeline import run as steps
 from pipeline import run_summary
@@ -22,6 +28,34 @@ from pipeline.config import StudyConfig, load_study_config
 from pipeline.errors import VasoflowError
 from pipeline.fingerprint import SourceFingerprint
 from pipeline.runs import StepEntry, new_run_dir
+
+
+class _InsideRuns(logging.Filter):
+    """Only records logged inside a flow or task run (outside one there is nothing to attach
+    them to, and Prefect would warn on every line)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from prefect.context import FlowRunContext, TaskRunContext
+
+        return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+
+def _pipeline_logs_to_prefect() -> None:
+    """The pipeline's own log lines (logger ``vasoflow``: progress, warnings such as a missing
+    optional table) go to the run's logs in Prefect, however the flow was started (CLI,
+    `vasoflow serve`, a worker), as PREFECT_LOGGING_EXTRA_LOGGERS=vasoflow would do."""
+    from prefect.logging.handlers import APILogHandler
+
+    pipeline_log = logging.getLogger("vasoflow")
+    if not any(isinstance(h, APILogHandler) for h in pipeline_log.handlers):
+        handler = APILogHandler()
+        handler.addFilter(_InsideRuns())
+        pipeline_log.addHandler(handler)
+    if pipeline_log.level == logging.NOTSET or pipeline_log.level > logging.INFO:
+        pipeline_log.setLevel(logging.INFO)
+
+
+_pipeline_logs_to_prefect()
 
 
 def _retry_unless_user_error(task, task_run, state) -> bool:
@@ -52,8 +86,51 @@ Engine = Literal["duckdb", "spark"]
 IO = dict(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_retry_unless_user_error)
 
 
+def _announce_cached(task, task_run, state) -> None:
+    """Progress line for a step Prefect skipped (its cache hit): the step function, which
+    prints the line otherwise, was not called."""
+    if state.name == "Cached":
+        logging.getLogger("vasoflow").info("%-9s %-30s %6.1f s", task.name, "reused (Prefect cache)", 0.0)
+
+
 def _stored(step: str) -> dict[str, Any]:
-    return dict(cache_policy=StoredStep(step=step), persist_result=True)
+    return dict(cache_policy=StoredStep(step=step), persist_result=True, on_completion=[_announce_cached])
+
+
+def _run_name() -> str:
+    """Flow-run names say what ran: ``study: <source folder or synthetic default> -> <out>``."""
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters
+    source = Path(params["source"]).name if params.get("source") else "synthetic default"
+    return f"{flow_run.flow_name.removeprefix('vasoflow-')}: {source} -> {params['out']}"
+
+
+def concurrency_limit_name(out: Path) -> str:
+    """The Prefect global concurrency limit of one output root (names allow letters, digits,
+    ``-`` and ``_``): its folder name plus a hash of its absolute path."""
+    root = str(Path(out).resolve())
+    readable = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(root).name)[:40] or "root"
+    return f"vasoflow-out-{readable}-{hashlib.sha256(root.encode()).hexdigest()[:10]}"
+
+
+@contextmanager
+def one_run_per_output_root(out: Path):
+    """Hold the slot of ``out``'s concurrency limit (limit 1, created on first use) for the
+    whole run: a second run on the same output root, scheduled or manual, waits for the first
+    (its flow run shows as Running, waiting for the slot) instead of racing it."""
+    name = concurrency_limit_name(out)
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+        except ObjectAlreadyExists:
+            pass
+    # The slot is leased (300 s, renewed while the run lives): a killed run frees it within
+    # minutes. A failed renewal (a busy server) must not kill a long run: it only warns.
+    with concurrency(name, occupy=1, strict=True, raise_on_lease_renewal_failure=False):
+        yield
 
 
 @task(cache_policy=NO_CACHE)
@@ -154,20 +231,22 @@ def _run(kind: str, out: Path, source: Path | None, config_path: Path | None,
     return result
 
 
-@flow(name="vasoflow-study", log_prints=True)
+@flow(name="vasoflow-study", flow_run_name=_run_name, log_prints=True)
 def study_flow(out: Path, source: Path | None = None, config: Path | None = None,
                engine: Engine = "duckdb") -> steps.RunResult:
     """ingest -> validate -> cohort -> analyze -> audit -> report into a new run folder under
     ``out``; ``out/latest`` moves to it on success. ``source``: MIMIC-IV-layout folder
     (default: the embedded synthetic dataset); ``config``: study TOML (default: shipped);
     ``engine='spark'``: also run the cohort and audit SQL on local Spark and compare."""
-    return _run("study", out, source, config, engine)
+    with one_run_per_output_root(out):
+        return _run("study", out, source, config, engine)
 
 
-@flow(name="vasoflow-audit", log_prints=True)
+@flow(name="vasoflow-audit", flow_run_name=_run_name, log_prints=True)
 def audit_flow(out: Path, source: Path | None = None, config: Path | None = None,
                engine: Engine = "duckdb") -> steps.RunResult:
     """ingest -> validate -> cohort -> audit -> report (no survival models) into a new run
     folder under ``out``; ``out/latest-audit`` moves to it on success; ``engine='spark'`` as in
     ``study_flow``."""
-    return _run("audit", out, source, config, engine)
+    with one_run_per_output_root(out):
+        return _run("audit", out, source, config, engine)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from pipeline.errors import VasoflowError
 
+log = logging.getLogger("vasoflow")
+
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     from pipeline.synth import generate
@@ -69,28 +71,88 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quiet_prefect_env() -> None:
-    """Nothing may reach for the internet: Prefect's telemetry and server analytics off. A
-    temporary local server (no server configured) may start slowly on a busy machine."""
+def _prefect_env(console_level: str | None = None) -> None:
+    """Environment for Prefect, set before it is imported (it reads its settings then) and only
+    for this process: nothing is written to a Prefect profile. Telemetry and server analytics
+    off (nothing may reach for the internet); optionally Prefect's console output cut to
+    ``console_level`` (its per-run INFO lines would drown the progress lines; they still reach
+    the server). The pipeline's own log lines reach the run's Prefect logs through the handler
+    flows/study.py attaches."""
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    if console_level:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", console_level)
+
+
+def _configured_prefect_api() -> tuple[str | None, str]:
+    """The Prefect API URL this process would use (env var, ``.env``/``prefect.toml`` or the
+    active profile) and where it came from, read through Prefect's own settings."""
+    from prefect.context import get_settings_context
+
+    ctx = get_settings_context()
+    url = ctx.settings.api.url
+    if os.environ.get("PREFECT_API_URL"):
+        origin = "the environment"
+    elif any(getattr(k, "name", str(k)) == "PREFECT_API_URL" for k in ctx.profile.settings):
+        origin = f"Prefect profile '{ctx.profile.name}'"
+    else:
+        origin = "a Prefect settings file here (.env, prefect.toml or pyproject.toml)"
+    return (str(url) if url else None), origin
+
+
+def _check_prefect_server(url: str, origin: str, for_run: bool = True) -> None:
+    """One line with the fix when the configured server does not answer (instead of Prefect's
+    retries and a long traceback)."""
+    import httpx
+
+    try:
+        httpx.get(url.rstrip("/") + "/health", timeout=5.0)
+    except httpx.HTTPError as exc:
+        if origin == "the environment":
+            unset = "unset PREFECT_API_URL"
+        elif origin.startswith("Prefect profile"):
+            unset = "`prefect config unset PREFECT_API_URL` (or switch profile)"
+        else:
+            unset = "remove PREFECT_API_URL from that file"
+        fix = f", or run without it: {unset}, or `vasoflow run --no-prefect`" if for_run else f", or point elsewhere ({unset})"
+        raise VasoflowError(
+            f"Prefect server {url} (PREFECT_API_URL, from {origin}) is not reachable "
+            f"({type(exc).__name__}); start it (`prefect server start`){fix}"
+        ) from None
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.run import preflight
+
     source = Path(args.source) if args.source else None
-    config = Path(args.config) if args.config else None
-    if args.no_prefect:
-        from pipeline.config import load_study_config
+    config_path = Path(args.config) if args.config else None
+    # Bad input fails here, in about a second, whatever the mode (no engine started yet).
+    config = preflight(source, config_path)
+    use_prefect = args.prefect
+    if use_prefect is None:  # default: the Prefect flow only when a Prefect server is configured
+        if os.environ.get("PREFECT_API_URL") or _prefect_may_be_configured():
+            _prefect_env(console_level="CRITICAL")
+            use_prefect = _configured_prefect_api()[0] is not None
+        else:
+            use_prefect = False
+    if not use_prefect:
         from pipeline.run import run_all
 
-        result = run_all(source=source, out_root=Path(args.out), config=load_study_config(config),
-                         engine=args.engine)
+        log.info("running in-process (%s; see docs/scheduling.md)",
+                 "--no-prefect" if args.prefect is False else "no Prefect server configured")
+        result = run_all(source=source, out_root=Path(args.out), config=config, engine=args.engine)
     else:
-        _quiet_prefect_env()
+        _prefect_env(console_level="CRITICAL")
+        url, origin = _configured_prefect_api()
+        if url:
+            _check_prefect_server(url, origin)
+            log.info("running the Prefect flow on %s", url)
+        else:
+            log.info("running the Prefect flow on a temporary local Prefect server (takes 15-60 s to start)")
         from flows import study_flow
 
-        result = study_flow(out=Path(args.out), source=source, config=config, engine=args.engine)
+        result = study_flow(out=Path(args.out), source=source, config=config_path, engine=args.engine)
     print(result.describe())
     return 0
 
@@ -104,12 +166,52 @@ def _cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prefect_may_be_configured() -> bool:
+    """Cheap test (no Prefect import, which costs ~2 s) for a Prefect setting that could name
+    an API URL: a selected profile, a profiles or ``.env`` file that mentions PREFECT_API_URL,
+    or a Prefect settings file in the working folder. False means surely none."""
+    if os.environ.get("PREFECT_PROFILE") or Path("prefect.toml").exists():
+        return True
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    for path, marker in ((Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml"), "PREFECT_API_URL"),
+                         (Path(".env"), "PREFECT_API_URL"), (Path("pyproject.toml"), "[tool.prefect")):
+        try:
+            if marker in path.read_text(errors="replace"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
-    _quiet_prefect_env()
+    from pipeline.run import preflight
+
+    source = Path(args.source) if args.source else None
+    config_path = Path(args.config) if args.config else None
+    preflight(source, config_path)
+    _prefect_env()
+    url, origin = _configured_prefect_api()
+    if not url:
+        raise VasoflowError("vasoflow serve needs a Prefect server: start one (`prefect server start`) and "
+                            "set PREFECT_API_URL=http://127.0.0.1:4200/api for this shell (docs/scheduling.md)")
+    _check_prefect_server(url, origin, for_run=False)
     from flows.serve import serve
 
-    serve(out=Path(args.out), source=Path(args.source) if args.source else None,
-          config=Path(args.config) if args.config else None, timezone=args.timezone)
+    serve(out=Path(args.out), source=source, config=config_path, timezone=args.timezone)
+    return 0
+
+
+def _cmd_alert(args: argparse.Namespace) -> int:
+    _prefect_env()
+    url, origin = _configured_prefect_api()
+    if not url:
+        raise VasoflowError("vasoflow alert needs a Prefect server: set PREFECT_API_URL (docs/scheduling.md)")
+    _check_prefect_server(url, origin, for_run=False)
+    from flows.alerts import ensure_failure_alert
+
+    automation = ensure_failure_alert(args.block)
+    print(f"automation '{automation.name}' on {url}: a failed or crashed vasoflow run sends a notification "
+          f"through block '{args.block}'")
     return 0
 
 
@@ -160,8 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True,
                    help="output root: each run in OUT/runs/<run>/, OUT/latest points at the last good one")
     p.add_argument("--config")
-    p.add_argument("--no-prefect", action="store_true",
-                   help="the same steps without the Prefect engine (no server, no UI records)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--prefect", dest="prefect", action="store_true", default=None,
+                      help="run as the Prefect study flow even without a configured server "
+                           "(a temporary local server starts; slow)")
+    mode.add_argument("--no-prefect", dest="prefect", action="store_false",
+                      help="run in-process even when a Prefect server is configured")
     p.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
                    help="duckdb (default); spark also runs the cohort and audit SQL on a local Spark "
                         "session and fails unless its outputs equal DuckDB's (needs the 'spark' extra and Java 17+)")
@@ -178,15 +284,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config")
     p.add_argument("--timezone", default="UTC", help="IANA time zone of the schedules (default UTC)")
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("alert", help="notify through a Prefect notification block when a vasoflow run fails")
+    p.add_argument("--block", required=True,
+                   help="name of a notification block on the server (e.g. an email or Slack webhook block)")
+    p.set_defaults(func=_cmd_alert)
     return parser
 
 
+class _LineFormatter(logging.Formatter):
+    """``vasoflow: <message>`` for progress, ``vasoflow: WARNING: <message>`` above it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = "" if record.levelno <= logging.INFO else f"{record.levelname}: "
+        return f"vasoflow: {level}{record.getMessage()}"
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (not the one at set-up)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _setup_logging() -> None:
-    """Warnings (e.g. a missing optional table) go to stderr as one line each."""
+    """Progress lines and warnings (e.g. a missing optional table) go to stderr, one line each."""
     logger = logging.getLogger("vasoflow")
     if not any(getattr(h, "_vasoflow", False) for h in logger.handlers):
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("vasoflow: %(levelname)s: %(message)s"))
+        handler = _StderrHandler()
+        handler.setFormatter(_LineFormatter())
         handler._vasoflow = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)

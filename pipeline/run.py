@@ -14,6 +14,7 @@ synthetic MIMIC-IV-layout files generated once with a fixed seed and cached.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -23,8 +24,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.config import StudyConfig
-from pipeline.errors import VasoflowError
+from pipeline.config import StudyConfig, load_study_config
+from pipeline.errors import InputFileError, VasoflowError
 from pipeline.fingerprint import SourceFingerprint, downstream_key, fingerprint_source, ingest_key
 from pipeline.runs import Layout, StepEntry, materialise, new_run_dir, promote_latest, run_cached, write_manifest
 
@@ -56,9 +57,11 @@ def default_source(config: StudyConfig) -> Path:
     tmp = target.with_name(f".{target.name}.building-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     log.info("generating the default synthetic dataset (%d stays, seed %d) in %s", n, seed, target)
+    t0 = time.perf_counter()
     try:
         generate(tmp, n_stays=n, seed=seed)
         os.replace(tmp, target)
+        log.info("%-9s %-30s %6.1f s", "data", f"{n:,} synthetic stays generated", time.perf_counter() - t0)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -124,16 +127,69 @@ def stored_step_key(step: str, arguments: dict) -> str | None:
 # step should not pay for that.
 # --------------------------------------------------------------------------------------------
 
+def check_source(source: Path) -> None:
+    """Fail fast on a source folder the ingest would reject: the folder exists and every
+    required table is there and readable (the ingest applies the same checks, with the same
+    messages, when it runs). Costs a few ``stat`` calls: run it before any engine starts."""
+    from schemas.raw import RAW_TABLES, find_table_file
+
+    source = Path(source)
+    if not source.is_dir():
+        raise InputFileError(f"{source}: source folder not found (expected hosp/ and icu/ inside)")
+    for name, table in RAW_TABLES.items():
+        path = find_table_file(source, table)
+        if path is None and table.is_required:
+            raise InputFileError(
+                f"{source / table.module / (name + '.csv.gz')}: required table '{name}' not found "
+                f"(also looked for .csv and .parquet)"
+            )
+        if path is not None and not os.access(path, os.R_OK):
+            raise InputFileError(f"{path}: file is not readable (permissions)")
+
+
+def preflight(source: Path | None, config_path: Path | None) -> StudyConfig:
+    """Everything a run can check in about a second, before Prefect or any step starts: the
+    study config (and its validation) and the source folder. Returns the loaded config."""
+    config = load_study_config(config_path)
+    if source is not None:
+        check_source(Path(source))
+    return config
+
+
+def _announced(step: str, note=None):
+    """Log one progress line when ``step`` finishes: what happened and how long it took
+    (the CLI prints these; under Prefect they also reach the run's logs)."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def announced(*args, **kwargs):
+            t0 = time.perf_counter()
+            result = fn(*args, **kwargs)
+            seconds = time.perf_counter() - t0
+            if isinstance(result, StepEntry):
+                what = "reused (unchanged inputs)" if result.was_cached else "ran"
+            else:
+                what = note(result) if note else "done"
+            log.info("%-9s %-30s %6.1f s", step, what, seconds)
+            return result
+
+        return announced
+
+    return wrap
+
+
 def resolve_source(source: Path | None, config: StudyConfig) -> Path:
     """``source`` as an absolute path, or the embedded default dataset when None."""
     return Path(source).resolve() if source else default_source(config)
 
 
+@_announced("source", lambda fp: f"{len(fp.files)} files, {fp.bytes_hashed / 2**20:.0f} MiB hashed")
 def fingerprint_step(root: Path, source: Path) -> SourceFingerprint:
     """Fingerprint the source files, remembering hashes under ``root`` (see pipeline.fingerprint)."""
     return fingerprint_source(Path(source), Layout(Path(root)).source_memo)
 
 
+@_announced("ingest")
 def ingest_step(root: Path, source: Path, fingerprint: SourceFingerprint, config: StudyConfig) -> StepEntry:
     """Ingest into the store (``vasoflow.duckdb``, ``ledger.json``); skipped when the source
     files, the [ingest] settings, the concepts and the code are unchanged."""
@@ -164,6 +220,7 @@ class DataQuality:
         return sum(int(t["rows_read"]) for t in self.tables)
 
 
+@_announced("validate", lambda q: f"{q.rows_read:,} rows, {q.rows_quarantined:,} quarantined")
 def validate_step(ingest_entry: StepEntry) -> DataQuality:
     """Read the ingest ledger and check its accounting (rows read = loaded + quarantined for
     every table); the Pandera validation itself ran inside the ingest (quarantine)."""
@@ -186,6 +243,7 @@ def validate_step(ingest_entry: StepEntry) -> DataQuality:
     return DataQuality(tuple(tables), tuple(rules), tuple(ledger.get("warnings", [])))
 
 
+@_announced("cohort")
 def cohort_step(root: Path, ingest_entry: StepEntry, config: StudyConfig) -> StepEntry:
     """Build the cohort on a copy of the ingested database (the ingest entry stays as it was)."""
 
@@ -201,6 +259,7 @@ def cohort_step(root: Path, ingest_entry: StepEntry, config: StudyConfig) -> Ste
     )
 
 
+@_announced("analyze")
 def analyze_step(root: Path, cohort_entry: StepEntry, config: StudyConfig) -> StepEntry:
     """Survival and RRT models (results.json and its tables) from the cohort entry."""
 
@@ -217,6 +276,7 @@ def analyze_step(root: Path, cohort_entry: StepEntry, config: StudyConfig) -> St
     )
 
 
+@_announced("audit")
 def audit_step(root: Path, cohort_entry: StepEntry, config: StudyConfig) -> StepEntry:
     """QI audit on a scratch copy of the cohort database; keeps only the audit tables."""
 
@@ -233,6 +293,7 @@ def audit_step(root: Path, cohort_entry: StepEntry, config: StudyConfig) -> Step
     )
 
 
+@_announced("spark")
 def spark_step(root: Path, cohort_entry: StepEntry, audit_entry: StepEntry, config: StudyConfig) -> StepEntry:
     """``--engine spark``: the cohort and audit SQL again on a local Spark session, over parquet
     copies of the cohort database's source tables; writes ``spark_<output>.parquet`` and
@@ -254,6 +315,8 @@ def spark_step(root: Path, cohort_entry: StepEntry, audit_entry: StepEntry, conf
     return run_cached(Layout(Path(root)).store_dir, "spark", key, produce)
 
 
+
+@_announced("report")
 def report_step(root: Path, upstream: list[StepEntry], config: StudyConfig) -> StepEntry:
     """The HTML and markdown report from the outputs of ``upstream`` (linked, read-only)."""
 
@@ -290,11 +353,17 @@ class RunResult:
         return tuple(s for s, e in self.steps.items() if e.reused_by(self.run_dir))
 
     def describe(self) -> str:
-        lines = [f"vasoflow {self.kind} run: source {self.source}",
+        synthetic = cache_dir().resolve() in Path(self.source).resolve().parents
+        source = f"the synthetic default data ({self.source})" if synthetic else str(self.source)
+        ran = [s for s, e in self.steps.items() if not e.reused_by(self.run_dir)]
+        reused = [s for s in self.steps if s not in ran]
+        steps = "; ".join(part for part in (f"ran {', '.join(ran)}" if ran else "",
+                                            f"reused {', '.join(reused)}" if reused else "") if part)
+        # The per-step times were printed as progress lines while the run went.
+        lines = [f"vasoflow {self.kind} run: source {source}",
                  f"run folder: {self.run_dir}",
-                 f"latest:     {self.latest} -> {self.run_dir.name}"]
-        for step, e in self.steps.items():
-            lines.append(f"  {step:<8} {'reused (unchanged inputs)' if e.reused_by(self.run_dir) else f'ran {e.seconds:.1f} s'}")
+                 f"latest:     {self.latest} -> {self.run_dir.name}",
+                 f"steps:      {steps}"]
         for name in ("report.html", "report.md", "results.json", "cohort.parquet", "audit.parquet",
                      "engine_check.json"):
             if name in self.outputs:

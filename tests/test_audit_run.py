@@ -92,6 +92,26 @@ def test_calendar_month_period(tmp_path):
     assert sorted(result.summary["period"].unique().to_list()) == ["2150-01", "2150-02"]
 
 
+def test_calendar_quarter_period_and_its_minimum_points(tmp_path):
+    db_path = tmp_path / "fx.duckdb"
+    _two_unit_db(db_path)
+    cfg = study_config_with(tmp_path, '[study]\nperiod = "calendar_quarter"\n[audit]\nspc_min_points = 8\n')
+    result = run_audit(db_path, tmp_path / "out", cfg)
+    # 2150-01-01 and 2150-02-10 are both in the first quarter of 2150
+    assert result.summary["period"].unique().to_list() == ["2150-Q1"]
+    assert "calendar quarter" in result.spc_note and "minimum 8 points" in result.spc_note
+    assert "trial limits" in result.spc_note  # 1 point < 8
+    assert result.spc_note in result.describe()
+
+
+def test_mimic_periods_say_why_the_chart_is_not_a_time_series(audited):
+    result, _ = audited
+    note = result.spc_note
+    assert "anchor_year_group" in note and "not a time series" in note and "shifts" in note
+    assert "calendar_month" in note  # and what to use on unshifted data
+    assert note in result.describe()
+
+
 def test_a_changed_threshold_takes_effect_without_reingest(audited, tmp_path):
     result, base = audited
     cfg = study_config_with(tmp_path, "[audit]\nvp_max_dose_units_min = 0.1\n")

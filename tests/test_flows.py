@@ -38,14 +38,33 @@ def _manifest(run_dir: Path) -> dict:
     return json.loads((run_dir / "manifest.json").read_text())
 
 
-def _task_states(flow_run_id) -> dict[str, str]:
+STEP_TASKS = ("ingest", "cohort", "analyze", "audit", "report")
+
+
+def _task_states(flow_run_id, expected=STEP_TASKS, timeout_s: float = 60.0) -> dict[str, str]:
+    """Final state name per task of a finished flow run, waiting for the server to record them.
+
+    Prefect 3 records task-run states from events, asynchronously: the client emits them and
+    the server's TaskRunRecorder writes them in batches (about every few seconds). Read right
+    after the flow returns, a task run may not be there yet, or be there with no state
+    (``state is None``: the cause of the old flaky AttributeError) or a non-final one. So poll
+    until every expected task has a final state."""
+    import time
+
     from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    with get_client(sync_client=True) as client:
-        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return {r.name.rsplit("-", 1)[0]: r.state.name for r in runs}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        states = {r.name.rsplit("-", 1)[0]: r.state for r in runs}
+        if all(states.get(t) is not None and states[t].is_final() for t in expected):
+            return {name: state.name for name, state in states.items() if state is not None}
+        if time.monotonic() > deadline:
+            raise AssertionError(f"task states not recorded within {timeout_s} s: "
+                                 f"{ {n: (s.name if s else None) for n, s in states.items()} }")
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +124,7 @@ def test_rerun_with_nothing_changed_recomputes_nothing(first_run, root, synth_so
     # policy gives no key while an entry is absent), so this run's tasks ran, but only to find
     # their stored outputs; from the next run on Prefect skips them ("Cached").
     states = _task_states(state.state_details.flow_run_id)
-    assert all(states[t] in ("Cached", "Completed") for t in ("ingest", "cohort", "analyze", "audit", "report"))
+    assert all(states[t] in ("Cached", "Completed") for t in STEP_TASKS)
 
 
 def test_changed_threshold_reruns_from_the_cohort_only(first_run, root, synth_source, tmp_path):
@@ -162,7 +181,8 @@ def test_cli_run_without_prefect_reuses_the_store(first_run, root, synth_source,
     assert main(["run", "--no-prefect", "--source", str(synth_source), "--out", str(root)]) == 0
     out = capsys.readouterr().out
     assert "run folder:" in out and str(root / "latest") in out
-    assert "ran " not in out  # every step reused
+    assert "steps:      reused ingest, cohort, analyze, audit, report" in out  # every step reused
+    assert "synthetic default" not in out  # a source folder was given
 
 
 def test_bad_input_fails_the_flow_with_the_users_error(prefect_server, tmp_path):
@@ -172,3 +192,145 @@ def test_bad_input_fails_the_flow_with_the_users_error(prefect_server, tmp_path)
     with pytest.raises(VasoflowError, match="source folder not found"):
         study_flow(out=tmp_path / "out", source=tmp_path / "nowhere")
     assert not (tmp_path / "out" / "latest").exists()
+
+
+def test_cli_default_mode_runs_in_process_with_progress_lines(first_run, root, synth_source, capsys, monkeypatch):
+    """No Prefect server configured (the harness's is a settings context, not configuration
+    a user has): `vasoflow run` runs the steps in-process and prints one line per step."""
+    from pipeline.cli import main
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert main(["run", "--source", str(synth_source), "--out", str(root)]) == 0
+    captured = capsys.readouterr()
+    assert "running in-process" in captured.err
+    progress = [ln for ln in captured.err.splitlines() if ln.startswith("vasoflow: ") and ln.endswith(" s")]
+    assert [ln.split()[1] for ln in progress] == ["source", "ingest", "validate", "cohort", "analyze", "audit",
+                                                  "report"]
+    assert all("reused" in ln for ln in progress if ln.split()[1] in STEP_TASKS)
+    assert "INFO" not in captured.err and "Flow run" not in captured.err
+
+
+def test_flow_run_is_named_after_what_ran_and_logs_the_pipeline(first_run, root, synth_source):
+    import time
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    state, _ = first_run
+    flow_run_id = state.state_details.flow_run_id
+    APILogHandler().flush()
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(flow_run_id)
+        assert flow_run.name == f"study: {synth_source.name} -> {root}"
+        deadline = time.monotonic() + 30
+        while True:  # logs are sent in batches: wait for ours
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+            pipeline_lines = [lg.message for lg in logs if lg.name == "vasoflow"]
+            if any(m.startswith("ingest") for m in pipeline_lines) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    assert any(m.startswith("ingest") and "ran" in m for m in pipeline_lines), pipeline_lines
+
+
+def test_one_run_at_a_time_per_output_root(first_run, root):
+    from prefect import get_client
+
+    from flows.study import concurrency_limit_name
+
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name(concurrency_limit_name(root))
+    assert limit.limit == 1 and limit.active
+    assert limit.active_slots == 0  # released when the run ended
+
+
+def test_failure_alert_notifies_when_a_run_fails(prefect_server, tmp_path):
+    """End to end on the local server: `vasoflow alert`'s automation, a failing run, and the
+    notification arriving at a webhook (a tiny HTTP server in this test)."""
+    import http.server
+    import threading
+    import time
+
+    from prefect.automations import Automation
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    from flows import study_flow
+    from flows.alerts import AUTOMATION_NAME, ensure_failure_alert
+    from pipeline.errors import VasoflowError
+
+    received: list[bytes] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            received.append(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        block_id = CustomWebhookNotificationBlock(
+            name="vasoflow-test", url=f"http://127.0.0.1:{server.server_address[1]}/hook",
+            json_data={"text": "{{subject}}\n{{body}}"}, allow_private_urls=True,
+        ).save("vasoflow-test-alerts", overwrite=True)
+        ensure_failure_alert("custom-webhook/vasoflow-test-alerts")
+        ensure_failure_alert("custom-webhook/vasoflow-test-alerts")  # idempotent: updated, not duplicated
+        saved = Automation.read(name=AUTOMATION_NAME)
+        assert saved.enabled and saved.actions[0].block_document_id == block_id
+        with pytest.raises(VasoflowError, match="no such block"):
+            ensure_failure_alert("custom-webhook/nobody")
+
+        time.sleep(2)  # the triggers service picks up automation changes asynchronously
+        state = study_flow(out=tmp_path / "out", source=tmp_path / "nowhere", return_state=True)
+        assert state.is_failed()
+        deadline = time.monotonic() + 60
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        server.shutdown()
+    assert received, "no notification within 60 s of the failed run"
+    text = received[0].decode()
+    assert "vasoflow-study" in text and "Failed" in text and "source folder not found" in text
+
+
+def _cli_against_the_test_server(args: list[str], tmp_path: Path):
+    """`vasoflow ...` in a fresh process configured (by environment) for the test server, as a
+    user with PREFECT_API_URL set would run it."""
+    import os
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_API_URL=PREFECT_API_URL.value(), PREFECT_HOME=str(tmp_path / "prefect-home"))
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_cli_with_a_server_prints_progress_not_prefects_stream(first_run, root, synth_source, tmp_path):
+    proc = _cli_against_the_test_server(["run", "--source", str(synth_source), "--out", str(root)], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines and all(ln.startswith("vasoflow: ") for ln in lines), proc.stderr  # nothing from Prefect
+    assert "running the Prefect flow on http://127.0.0.1" in lines[0]
+    steps = {ln.split()[1]: ln for ln in lines[1:]}
+    assert set(STEP_TASKS) <= set(steps) and all("reused" in steps[s] for s in STEP_TASKS)
+
+
+def test_cli_with_a_server_reports_bad_input_in_one_line(prefect_server, synth_source, tmp_path):
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(synth_source, src)
+    gz = src / "icu" / "icustays.csv.gz"
+    gz.write_bytes(gz.read_bytes()[: gz.stat().st_size // 2])  # a truncated download
+    proc = _cli_against_the_test_server(["run", "--source", str(src), "--out", str(tmp_path / "out")], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("vasoflow: error: ")]
+    assert len(errors) == 1 and "icustays.csv.gz" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr and "Task run" not in proc.stderr and "| INFO" not in proc.stderr
+    assert all(ln.startswith("vasoflow: ") for ln in proc.stderr.splitlines()), proc.stderr

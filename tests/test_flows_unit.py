@@ -9,15 +9,16 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_prefect_yaml_schedules_match_serve():
+def test_prefect_yaml_schedules_match_serve_under_other_names():
     from flows import serve
 
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
-    by_name = {d["name"]: d for d in spec["deployments"]}
-    assert by_name[serve.STUDY_DEPLOYMENT]["schedules"][0]["cron"] == serve.STUDY_CRON
-    assert by_name[serve.AUDIT_DEPLOYMENT]["schedules"][0]["cron"] == serve.AUDIT_CRON
-    assert by_name[serve.STUDY_DEPLOYMENT]["entrypoint"] == "flows/study.py:study_flow"
-    assert by_name[serve.AUDIT_DEPLOYMENT]["entrypoint"] == "flows/study.py:audit_flow"
+    by_entry = {d["entrypoint"]: d for d in spec["deployments"]}
+    assert by_entry["flows/study.py:study_flow"]["schedules"][0]["cron"] == serve.STUDY_CRON
+    assert by_entry["flows/study.py:audit_flow"]["schedules"][0]["cron"] == serve.AUDIT_CRON
+    # serve and the workers register different deployments: neither overwrites the other's
+    # schedule, time zone or paused state on a shared server.
+    assert not {d["name"] for d in spec["deployments"]} & {serve.STUDY_DEPLOYMENT, serve.AUDIT_DEPLOYMENT}
     for d in spec["deployments"]:
         assert d["work_pool"]["name"] == spec["deployments"][0]["work_pool"]["name"]
         assert d["schedules"][0]["timezone"]
@@ -94,3 +95,44 @@ def test_flow_parameters_are_typed():
         assert set(schema["properties"]) == {"out", "source", "config", "engine"}
         assert schema["required"] == ["out"]
         assert schema["properties"]["engine"]["enum"] == ["duckdb", "spark"]
+
+
+def test_serve_keeps_schedules_active_when_it_stops(monkeypatch, tmp_path):
+    from flows import serve
+
+    seen = {}
+    monkeypatch.setattr(serve, "prefect_serve", lambda *deps, **kw: seen.update(deps=deps, kw=kw))
+    serve.serve(out=tmp_path, timezone="Europe/London")
+    assert seen["kw"].get("pause_on_shutdown") is False
+    assert [d.name for d in seen["deps"]] == [serve.STUDY_DEPLOYMENT, serve.AUDIT_DEPLOYMENT]
+    assert all(d.schedules[0].schedule.timezone == "Europe/London" for d in seen["deps"])
+    assert all(d.parameters["out"] == str(tmp_path.resolve()) for d in seen["deps"])
+
+
+def test_concurrency_limit_names_are_per_output_root(tmp_path):
+    import re
+
+    from flows.study import concurrency_limit_name
+
+    a, b = concurrency_limit_name(tmp_path / "out"), concurrency_limit_name(tmp_path / "other" / "out")
+    assert a != b  # same folder name, different roots
+    assert a == concurrency_limit_name(tmp_path / "x" / ".." / "out")  # one root, one name
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", a) and "out" in a
+
+
+def test_failure_automation_watches_both_flows_for_failed_runs():
+    from uuid import uuid4
+
+    from flows.alerts import failure_automation
+    from flows.study import audit_flow, study_flow
+
+    block_id = uuid4()
+    auto = failure_automation(block_id)
+    trigger = auto.trigger
+    assert {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"} <= trigger.expect
+    assert "prefect.flow-run.Completed" not in trigger.expect
+    related = trigger.match_related
+    related = related[0] if isinstance(related, list) else related
+    assert set(related.root["prefect.resource.name"]) == {study_flow.name, audit_flow.name}
+    assert trigger.posture == "Reactive" and trigger.threshold == 1
+    assert auto.actions[0].block_document_id == block_id

@@ -40,7 +40,33 @@ AUDIT_RELATIONS: tuple[str, ...] = (
     "mart_audit_summary",
 )
 
-PERIODS = ("anchor_year_group", "calendar_month")
+PERIODS = ("anchor_year_group", "calendar_month", "calendar_quarter")
+
+
+def spc_note(config: StudyConfig, spc: pl.DataFrame) -> str:
+    """How to read the p-charts, in words: the period chosen, the minimum points per chart
+    (study.toml [audit] spc_min_points) and, for MIMIC's shifted dates, why the chart is not a
+    time series. Printed by the audit and shown under the charts in the report."""
+    period = str(config.get("study.period"))
+    min_points = int(config.get("audit.spc_min_points"))
+    shown = spc.filter(pl.col("p").is_not_null()).group_by("rule").len()
+    most = int(shown["len"].max()) if shown.height else 0
+    if period == "anchor_year_group":
+        return (
+            f"Periods are anchor_year_group, the 3-year groups of MIMIC-IV ({most} on the fullest chart). MIMIC-IV "
+            "shifts each patient's dates by a different random offset (into 2100-2200), so calendar months "
+            "do not exist in this data and stays in one group are not neighbours in time: the points compare "
+            "year groups, they are not a time series, and the run rules (8 points on one side, 6 rising or "
+            f"falling) cannot fire with so few points (minimum for a chart: {min_points}). On a hospital's own "
+            "unshifted data set study.period = \"calendar_month\" or \"calendar_quarter\"."
+        )
+    unit = "month" if period == "calendar_month" else "quarter"
+    note = (f"One point per calendar {unit} (study.period = \"{period}\"); minimum {min_points} points per "
+            f"chart (study.toml [audit] spc_min_points).")
+    if most < min_points:
+        note += (f" The fullest chart has {most}: its limits are trial limits and the run rules may not fire; "
+                 "read it as a first look, not a verdict.")
+    return note
 
 def spc_from_summary(summary: pl.DataFrame, config: StudyConfig) -> pl.DataFrame:
     """p-chart per rule over periods (care units pooled): n = pass + fail, n_pass = pass.
@@ -76,6 +102,7 @@ class AuditResult:
     n_stays: int
     summary: pl.DataFrame = field(repr=False)
     spc: pl.DataFrame = field(repr=False)
+    spc_note: str = ""  # how to read the p-charts (spc_note)
 
     def rule_totals(self) -> pl.DataFrame:
         """One row per rule: counts over all care units and periods, adherence (0-1) and the
@@ -113,6 +140,8 @@ class AuditResult:
             )
         lines.append(f"summary per rule, care unit and period: {self.summary_path}")
         lines.append(f"p-charts per rule and period: {self.spc_path}")
+        if self.spc_note:
+            lines.append(f"p-charts: {self.spc_note}")
         return "\n".join(lines)
 
 
@@ -172,6 +201,7 @@ def run_audit(db_path: Path, out_dir: Path, config: StudyConfig) -> AuditResult:
         n_stays=int(n_stays),
         summary=summary,
         spc=spc,
+        spc_note=spc_note(config, spc),
     )
 
 

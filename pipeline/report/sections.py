@@ -22,6 +22,7 @@ from typing import Any
 import polars as pl
 
 from pipeline import __version__
+from pipeline.audit import spc_note
 from pipeline.config import StudyConfig
 from pipeline.report import figures
 from pipeline.report.suppress import CellPolicy, chain_visible, suppress_cells
@@ -737,7 +738,7 @@ def audit_section(out_dir: Path, config: StudyConfig, policy: CellPolicy, dpi: i
             shown_share((rule, "unit", u, "pass"), (rule, "unit", u, "assessed")) for u in units]})
     return {"available": True, "rules": rules, "charts": charts, "units": units, "unit_rows": unit_rows,
             "n_periods": len(periods), "period_kind": str(config.get("study.period")),
-            "spc_citation": str(config.get("audit.spc_citation"))}
+            "spc_note": spc_note(config, spc), "spc_citation": str(config.get("audit.spc_citation"))}
 
 
 # ---------------------------------------------------------------------------------------------

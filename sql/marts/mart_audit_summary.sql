@@ -1,8 +1,9 @@
 -- mart_audit_summary: audit results counted per rule, care unit and period.
 -- Grain: one row per rule, care unit (mart_cohort.first_careunit) and period.
 -- Period (study_param.study_period): 'anchor_year_group' (MIMIC shifts dates per patient, so
---   only anchor_year_group is real time) or 'calendar_month' ('YYYY-MM' of index_time, for a
---   hospital's unshifted data).
+--   only anchor_year_group is real time), 'calendar_month' ('YYYY-MM' of index_time) or
+--   'calendar_quarter' ('YYYY-Qn' of index_time), for a hospital's unshifted data. Both
+--   calendar labels sort as strings in time order.
 -- Columns: n_pass, n_fail, n_not_applicable, n_not_assessable (stays), adherence =
 --   n_pass / (n_pass + n_fail) (share 0-1; null when no stay passed or failed).
 -- Source: mart_audit, mart_cohort, study_param.
@@ -27,6 +28,7 @@ labelled as (
         case p.study_period
             when 'anchor_year_group' then c.anchor_year_group
             when 'calendar_month' then strftime(c.index_time, '%Y-%m')
+            when 'calendar_quarter' then strftime(c.index_time, '%Y') || '-Q' || cast(quarter(c.index_time) as varchar)
         end as period,
         a.result
     from audit as a
