@@ -25,7 +25,8 @@ from pathlib import Path
 
 from pipeline.config import StudyConfig
 from pipeline.errors import VasoflowError
-from pipeline.fingerprint import SourceFingerprint, downstream_key, fingerprint_source, ingest_key
+from pipeline.fingerprint import (SourceFingerprint, downstream_key, fingerprint_source, ingest_key,
+                                  verify_source_unchanged)
 from pipeline.runs import Layout, StepEntry, materialise, new_run_dir, promote_latest, run_cached, write_manifest
 
 log = logging.getLogger("vasoflow")
@@ -136,6 +137,9 @@ def ingest_step(root: Path, source: Path, fingerprint: SourceFingerprint, config
         from pipeline.ingest import ingest  # imported only when the step really runs
 
         ingest(Path(source), work / DB_NAME, config)
+        # The key below was made from the bytes hashed before the ingest: store the outputs
+        # under it only if the ingest read those same bytes (no file replaced meanwhile).
+        verify_source_unchanged(fingerprint)
 
     key = ingest_step_key(fingerprint, config)
     return run_cached(Layout(Path(root)).store_dir, "ingest", key, produce)
