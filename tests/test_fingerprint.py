@@ -62,12 +62,20 @@ def test_fingerprint_and_ingest_share_one_file_lookup(tmp_path):
     from schemas.raw import RAW_TABLES, find_table_file
 
     assert fpm.find_table_file is find_table_file is ingest_module.find_table_file
+    import pytest
+
+    from pipeline.errors import InputFileError
+
     src = _tiny_source(tmp_path / "a")
-    (src / "icu" / "icustays.csv.gz").write_bytes(b"")
     (src / "hosp" / "labevents.parquet").write_bytes(b"")
-    assert find_table_file(src, RAW_TABLES["icustays"]).name == "icustays.csv.gz"  # .csv.gz before .csv
+    assert find_table_file(src, RAW_TABLES["icustays"]).name == "icustays.csv"
     assert find_table_file(src, RAW_TABLES["labevents"]).name == "labevents.parquet"
     assert find_table_file(src, RAW_TABLES["chartevents"]) is None
+    (src / "icu" / "icustays.csv.gz").write_bytes(b"")  # a second format of one table
+    with pytest.raises(InputFileError, match=r"icustays.csv.gz and icustays.csv: table 'icustays' is present in two formats"):
+        find_table_file(src, RAW_TABLES["icustays"])
+    with pytest.raises(InputFileError, match="two formats"):
+        fpm.fingerprint_source(src)
 
 
 class _Recording(StudyConfig):
