@@ -21,7 +21,7 @@ from pipeline import run_summary
 from pipeline.config import StudyConfig, load_study_config
 from pipeline.errors import VasoflowError
 from pipeline.fingerprint import SourceFingerprint
-from pipeline.runs import StepEntry, new_run_dir
+from pipeline.runs import StepEntry, new_run_dir, run_lock
 
 
 def _retry_unless_user_error(task, task_run, state) -> bool:
@@ -125,20 +125,21 @@ def publish_artifacts(result: steps.RunResult, quality: steps.DataQuality) -> No
 def _run(kind: str, out: Path, source: Path | None, config_path: Path | None) -> steps.RunResult:
     root = Path(out).resolve()
     config = load_config(config_path)
-    run_dir = start_run(root, kind)
-    src = resolve_source(source, config)
-    fp = fingerprint_source(root, src)
-    ingested = ingest(root, src, fp, config)
-    quality = validate(ingested)
-    cohort_entry = cohort(root, ingested, config)
-    entries = [ingested, cohort_entry]
-    if kind == "study":
-        entries.append(analyze(root, cohort_entry, config))
-    entries.append(audit(root, cohort_entry, config))
-    entries.append(report(root, entries, config))
-    result = finish(root, run_dir, kind, src, fp, entries, config)
-    publish_artifacts(result, quality)
-    return result
+    with run_lock(root):  # removes leftovers of killed runs, never those of a live run
+        run_dir = start_run(root, kind)
+        src = resolve_source(source, config)
+        fp = fingerprint_source(root, src)
+        ingested = ingest(root, src, fp, config)
+        quality = validate(ingested)
+        cohort_entry = cohort(root, ingested, config)
+        entries = [ingested, cohort_entry]
+        if kind == "study":
+            entries.append(analyze(root, cohort_entry, config))
+        entries.append(audit(root, cohort_entry, config))
+        entries.append(report(root, entries, config))
+        result = finish(root, run_dir, kind, src, fp, entries, config)
+        publish_artifacts(result, quality)
+        return result
 
 
 @flow(name="vasoflow-study", log_prints=True)

@@ -27,7 +27,8 @@ from pipeline.config import StudyConfig
 from pipeline.errors import VasoflowError
 from pipeline.fingerprint import (SourceFingerprint, downstream_key, fingerprint_source, ingest_key,
                                   verify_source_unchanged)
-from pipeline.runs import Layout, StepEntry, materialise, new_run_dir, promote_latest, run_cached, write_manifest
+from pipeline.runs import (Layout, StepEntry, materialise, new_run_dir, promote_latest, run_cached, run_lock,
+                           write_manifest)
 
 log = logging.getLogger("vasoflow")
 
@@ -311,15 +312,16 @@ def run_all(source: Path | None, out_root: Path, config: StudyConfig, kind: str 
     outputs in a new folder under ``out_root/runs``, ``out_root/latest`` moved on success."""
     t0 = time.perf_counter()
     root = Path(out_root).resolve()
-    run_dir = new_run_dir(root, kind)
-    src = resolve_source(source, config)
-    fp = fingerprint_step(root, src)
-    ingested = ingest_step(root, src, fp, config)
-    validate_step(ingested)
-    cohort = cohort_step(root, ingested, config)
-    entries = [ingested, cohort]
-    if kind == "study":
-        entries.append(analyze_step(root, cohort, config))
-    entries.append(audit_step(root, cohort, config))
-    entries.append(report_step(root, entries, config))
-    return finish_run(root, run_dir, kind, src, fp, entries, config, time.perf_counter() - t0)
+    with run_lock(root):  # leftovers of killed runs are removed here, never a live run's
+        run_dir = new_run_dir(root, kind)
+        src = resolve_source(source, config)
+        fp = fingerprint_step(root, src)
+        ingested = ingest_step(root, src, fp, config)
+        validate_step(ingested)
+        cohort = cohort_step(root, ingested, config)
+        entries = [ingested, cohort]
+        if kind == "study":
+            entries.append(analyze_step(root, cohort, config))
+        entries.append(audit_step(root, cohort, config))
+        entries.append(report_step(root, entries, config))
+        return finish_run(root, run_dir, kind, src, fp, entries, config, time.perf_counter() - t0)

@@ -172,3 +172,26 @@ def test_bad_input_fails_the_flow_with_the_users_error(prefect_server, tmp_path)
     with pytest.raises(VasoflowError, match="source folder not found"):
         study_flow(out=tmp_path / "out", source=tmp_path / "nowhere")
     assert not (tmp_path / "out" / "latest").exists()
+
+
+def test_a_full_disk_is_one_line_and_latest_stays(first_run, root, synth_source, tmp_path, monkeypatch, capsys):
+    """Issue 18: ENOSPC while a step writes gives one line saying the disk is full, exit 2,
+    and the last good run stays 'latest'."""
+    import errno
+
+    import pipeline.cohort
+    from pipeline.cli import main
+
+    before = (root / "latest").resolve()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "cohort.parquet")
+
+    monkeypatch.setattr(pipeline.cohort, "build_cohort", full_disk)
+    config = tmp_path / "study.toml"  # a new threshold, so the cohort step must run
+    config.write_text("[classification]\nvasst_more_severe_ne_mcg_min = 26.0\n")
+    code = main(["run", "--no-prefect", "--source", str(synth_source), "--out", str(root), "--config", str(config)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "no space left on device" in err and "Traceback" not in err
+    assert (root / "latest").resolve() == before
