@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from pipeline.errors import InputFileError
-from tests.damaged_corpus import CASES, Accept, Quarantine, Reject, build_base
+from damaged_corpus import CASES, Accept, Quarantine, Reject, build_base
 
 
 @pytest.fixture(scope="session")

@@ -195,3 +195,15 @@ def test_a_full_disk_is_one_line_and_latest_stays(first_run, root, synth_source,
     assert code == 2
     assert err.count("\n") == 1 and "no space left on device" in err and "Traceback" not in err
     assert (root / "latest").resolve() == before
+
+
+def test_no_small_count_by_subtracting_two_figures_of_a_synthetic_report(first_run, study_config):
+    """Issue 18 on synthetic data (200 stays): between landmark rows, totals and parts, the
+    cohort flow and the data-quality table, no two displayed counts differ by 1-10."""
+    from report_counts import displayed_counts, small_differences
+
+    _, result = first_run
+    html = (result.run_dir / "report.html").read_text()
+    counts = displayed_counts(html)
+    assert len(set(counts)) >= 10
+    assert small_differences(counts, int(study_config.get("report.min_cell_count"))) == []
