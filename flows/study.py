@@ -30,8 +30,10 @@ def _retry_unless_user_error(task, task_run, state) -> bool:
         state.result()
     except VasoflowError:
         return False
-    except Exception:
-        return True
+    except Exception as exc:  # a full disk or exhausted memory does not heal in 10 s
+        from pipeline.errors import resource_exhausted
+
+        return resource_exhausted(exc, "") is None
     return False
 
 

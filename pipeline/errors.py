@@ -38,10 +38,10 @@ def resource_exhausted(exc: BaseException, doing: str) -> ResourceError | None:
         limit = os.environ.get("VASOFLOW_MEMORY_LIMIT")
         hint = (f"VASOFLOW_MEMORY_LIMIT is {limit}" if limit else "set VASOFLOW_MEMORY_LIMIT (e.g. 3GB) so "
                 "DuckDB spills to disk, or free memory")
-        return ResourceError(f"out of memory while {doing} ({hint}); nothing was stored, 'latest' is unchanged")
+        return ResourceError(f"out of memory while {doing} ({hint}); earlier outputs (and 'latest') are unchanged")
     if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in text:
         where = getattr(exc, "filename", None)
         return ResourceError(f"no space left on device while {doing}"
                              + (f" (writing {where})" if where else "")
-                             + "; free disk space and run again; nothing was stored, 'latest' is unchanged")
+                             + "; free disk space and run again; earlier outputs (and 'latest') are unchanged")
     return None

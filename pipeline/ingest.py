@@ -7,8 +7,11 @@ half-written. For each table in ``schemas.raw.RAW_TABLES`` it
 1. finds ``<module>/<table>.csv.gz``, ``.csv`` or ``.parquet`` (a missing required table is an
    error; a missing optional one gives a warning, an empty table and ``is_available = false``
    in ``source_table``, so downstream steps mark the features that need it unavailable);
-2. reads the header, matches the known columns (case-insensitive), reads every value as text
-   and casts it explicitly (no type sniffing); tables with ``itemid_filter`` are cut to the
+2. reads the header (parsed as CSV; a UTF-8 byte-order mark is dropped with a warning; a
+   column named twice is an error), matches the known columns (case-insensitive), reads every
+   value as text and casts it explicitly, only from its plain text form (no type sniffing; see
+   ``_PLAIN_TEXT``: '41.4', '0x29', a zone suffix, 'infinity' are unparseable, not rounded);
+   a required table with no rows is an error; tables with ``itemid_filter`` are cut to the
    concept item ids while they are read, inside DuckDB (full chartevents never reaches Python);
 3. quarantines unparseable values (rule ``conformance.type``) and rows failing the Pandera
    model (``schemas.validation``), validated in chunks of collected polars frames;
@@ -31,6 +34,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -42,6 +46,7 @@ import polars as pl
 
 from pipeline.concepts import Concepts, load_concepts, register_concept_tables
 from pipeline.config import StudyConfig
+from pipeline.duckdb_settings import connect as connect_duckdb
 from pipeline.errors import InputFileError, resource_exhausted
 from schemas.raw import RAW_TABLES, RawTable, duckdb_type, empty_table_sql, find_table_file
 from schemas.validation import STAY_INTIME, STAY_OUTTIME, build_raw_schema, failure_rules, rule_column
@@ -384,14 +389,7 @@ def _add_row_keys(con, table: RawTable) -> None:
 # --------------------------------------------------------------------------------------------
 
 def _connect(path: Path) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(str(path))
-    threads = os.environ.get("VASOFLOW_THREADS")
-    if threads:
-        con.execute(f"SET threads = {int(threads)}")
-    limit = os.environ.get("VASOFLOW_MEMORY_LIMIT")
-    if limit:
-        con.execute(f"SET memory_limit = {_lit(limit)}")
-    return con
+    return connect_duckdb(path)  # VASOFLOW_MEMORY_LIMIT / VASOFLOW_THREADS (pipeline.duckdb_settings)
 
 
 def ingest(
@@ -422,6 +420,7 @@ def ingest(
     db_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_db = db_path.with_name(f".{db_path.name}.building-{os.getpid()}")
     tmp_ledger = db_path.with_name(f".ledger.json.building-{os.getpid()}")
+    spill = tmp_db.with_name(tmp_db.name + ".spill")
     for p in (tmp_db, tmp_db.with_name(tmp_db.name + ".wal"), tmp_ledger):
         p.unlink(missing_ok=True)
     try:
@@ -449,6 +448,8 @@ def ingest(
         for p in (tmp_db, tmp_db.with_name(tmp_db.name + ".wal"), tmp_ledger):
             p.unlink(missing_ok=True)
         raise
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
     return IngestResult(db_path, ledger_path, tuple(ledgers), tuple(notes), time.perf_counter() - t0)
 
 

@@ -109,3 +109,20 @@ def test_cli_rejects_in_one_line_and_keeps_the_old_database(name, corpus_base, t
     assert len(lines) == 1 and lines[0].startswith("vasoflow: error: "), proc.stderr
     assert CASES[name][1].file in lines[0] and "Traceback" not in proc.stderr
     assert db.read_bytes() == b"the previous database"
+
+
+def test_out_of_memory_is_one_line_naming_memory(corpus_base, tmp_path):
+    """DuckDB running out of memory (a 2 MB limit) is reported as memory, not as an unreadable
+    input file, in one line with exit 2; the existing database stays."""
+    import os
+
+    db = tmp_path / "vasoflow.duckdb"
+    db.write_bytes(b"the previous database")
+    env = {**os.environ, "VASOFLOW_MEMORY_LIMIT": "2MB"}
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "ingest", "--source", str(corpus_base), "--db", str(db)],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2
+    lines = [l for l in proc.stderr.splitlines() if not l.startswith("vasoflow: WARNING")]
+    assert len(lines) == 1 and "out of memory" in lines[0] and "cannot read" not in lines[0], proc.stderr
+    assert db.read_bytes() == b"the previous database"
+    assert not list(tmp_path.glob(".vasoflow.duckdb.building*"))
