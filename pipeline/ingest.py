@@ -48,6 +48,7 @@ from pipeline.concepts import Concepts, load_concepts, register_concept_tables
 from pipeline.config import StudyConfig
 from pipeline.duckdb_settings import connect as connect_duckdb
 from pipeline.errors import InputFileError, resource_exhausted
+from pipeline.runs import remove_dead_builds
 from schemas.raw import RAW_TABLES, RawTable, duckdb_type, empty_table_sql, find_table_file
 from schemas.validation import STAY_INTIME, STAY_OUTTIME, build_raw_schema, failure_rules, rule_column
 
@@ -418,6 +419,8 @@ def ingest(
         files[name] = path
 
     db_path.parent.mkdir(parents=True, exist_ok=True)
+    for name in (db_path.name, "ledger.json"):  # a killed earlier ingest's partial files
+        remove_dead_builds(db_path.parent, name)
     tmp_db = db_path.with_name(f".{db_path.name}.building-{os.getpid()}")
     tmp_ledger = db_path.with_name(f".ledger.json.building-{os.getpid()}")
     spill = tmp_db.with_name(tmp_db.name + ".spill")

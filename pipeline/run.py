@@ -27,8 +27,8 @@ from pipeline.config import StudyConfig
 from pipeline.errors import VasoflowError
 from pipeline.fingerprint import (SourceFingerprint, downstream_key, fingerprint_source, ingest_key,
                                   verify_source_unchanged)
-from pipeline.runs import (Layout, StepEntry, materialise, new_run_dir, promote_latest, run_cached, run_lock,
-                           write_manifest)
+from pipeline.runs import (Layout, StepEntry, materialise, new_run_dir, promote_latest, remove_dead_builds,
+                           run_cached, run_lock, write_manifest)
 
 log = logging.getLogger("vasoflow")
 
@@ -55,6 +55,7 @@ def default_source(config: StudyConfig) -> Path:
     if (target / "icu" / "icustays.csv.gz").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_builds(target.parent, target.name)  # a killed earlier generation
     tmp = target.with_name(f".{target.name}.building-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     log.info("generating the default synthetic dataset (%d stays, seed %d) in %s", n, seed, target)

@@ -291,6 +291,33 @@ def find_leftovers(root: Path) -> list[Path]:
     return found
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_dead_builds(folder: Path, name: str) -> list[Path]:
+    """Remove ``folder/.<name>.building-<pid>*`` left by processes that no longer run (a killed
+    ``vasoflow ingest --db`` or default-data generation; these live outside any output root's
+    lock, so the builder's process id tells whether one is still in progress)."""
+    removed = []
+    for path in Path(folder).glob(f".{name}.building-*"):
+        pid = path.name.split(".building-", 1)[1].split("-", 1)[0].split(".", 1)[0]
+        if not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            _remove_tree(path)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
 def _size_bytes(path: Path) -> int:
     if path.is_symlink() or path.is_file():
         return path.lstat().st_size

@@ -165,3 +165,21 @@ def test_a_run_in_progress_keeps_its_scratch_folders(tmp_path):
         os.close(fd)
     with run_lock(tmp_path) as removed:  # the first run has ended: now they are leftovers
         assert scratch in removed
+
+
+def test_partial_files_of_a_dead_builder_are_removed_not_those_of_a_live_one(tmp_path):
+    import os
+    import subprocess
+
+    from pipeline.runs import remove_dead_builds
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f".vasoflow.duckdb.building-{dead.pid}"
+    stale.write_bytes(b"partial")
+    (tmp_path / f".vasoflow.duckdb.building-{dead.pid}.wal").write_bytes(b"partial")
+    live = tmp_path / f".vasoflow.duckdb.building-{os.getpid()}"
+    live.write_bytes(b"in progress")
+    removed = remove_dead_builds(tmp_path, "vasoflow.duckdb")
+    assert stale in removed and not stale.exists()
+    assert live.exists()
