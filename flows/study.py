@@ -125,23 +125,28 @@ def publish_artifacts(result: steps.RunResult, quality: steps.DataQuality) -> No
 
 
 def _run(kind: str, out: Path, source: Path | None, config_path: Path | None) -> steps.RunResult:
+    # The output root's run lock: leftovers of killed runs are removed here, never a live run's.
+    with run_lock(Path(out).resolve()):
+        return _run_steps(kind, out, source, config_path)
+
+
+def _run_steps(kind: str, out: Path, source: Path | None, config_path: Path | None) -> steps.RunResult:
     root = Path(out).resolve()
     config = load_config(config_path)
-    with run_lock(root):  # removes leftovers of killed runs, never those of a live run
-        run_dir = start_run(root, kind)
-        src = resolve_source(source, config)
-        fp = fingerprint_source(root, src)
-        ingested = ingest(root, src, fp, config)
-        quality = validate(ingested)
-        cohort_entry = cohort(root, ingested, config)
-        entries = [ingested, cohort_entry]
-        if kind == "study":
-            entries.append(analyze(root, cohort_entry, config))
-        entries.append(audit(root, cohort_entry, config))
-        entries.append(report(root, entries, config))
-        result = finish(root, run_dir, kind, src, fp, entries, config)
-        publish_artifacts(result, quality)
-        return result
+    run_dir = start_run(root, kind)
+    src = resolve_source(source, config)
+    fp = fingerprint_source(root, src)
+    ingested = ingest(root, src, fp, config)
+    quality = validate(ingested)
+    cohort_entry = cohort(root, ingested, config)
+    entries = [ingested, cohort_entry]
+    if kind == "study":
+        entries.append(analyze(root, cohort_entry, config))
+    entries.append(audit(root, cohort_entry, config))
+    entries.append(report(root, entries, config))
+    result = finish(root, run_dir, kind, src, fp, entries, config)
+    publish_artifacts(result, quality)
+    return result
 
 
 @flow(name="vasoflow-study", log_prints=True)

@@ -310,19 +310,25 @@ def finish_run(root: Path, run_dir: Path, kind: str, source: Path, fingerprint: 
 
 def run_all(source: Path | None, out_root: Path, config: StudyConfig, kind: str = "study") -> RunResult:
     """Every step without Prefect (the same chain as ``flows.study_flow`` / ``audit_flow``):
-    outputs in a new folder under ``out_root/runs``, ``out_root/latest`` moved on success."""
+    outputs in a new folder under ``out_root/runs``, ``out_root/latest`` moved on success.
+    Holds the output root's run lock (leftovers of killed runs are removed at the start)."""
+    with run_lock(Path(out_root).resolve()):
+        return _run_all_steps(source, out_root, config, kind)
+
+
+def _run_all_steps(source: Path | None, out_root: Path, config: StudyConfig, kind: str = "study") -> RunResult:
+    """The chain of ``run_all``, called under the run lock."""
     t0 = time.perf_counter()
     root = Path(out_root).resolve()
-    with run_lock(root):  # leftovers of killed runs are removed here, never a live run's
-        run_dir = new_run_dir(root, kind)
-        src = resolve_source(source, config)
-        fp = fingerprint_step(root, src)
-        ingested = ingest_step(root, src, fp, config)
-        validate_step(ingested)
-        cohort = cohort_step(root, ingested, config)
-        entries = [ingested, cohort]
-        if kind == "study":
-            entries.append(analyze_step(root, cohort, config))
-        entries.append(audit_step(root, cohort, config))
-        entries.append(report_step(root, entries, config))
-        return finish_run(root, run_dir, kind, src, fp, entries, config, time.perf_counter() - t0)
+    run_dir = new_run_dir(root, kind)
+    src = resolve_source(source, config)
+    fp = fingerprint_step(root, src)
+    ingested = ingest_step(root, src, fp, config)
+    validate_step(ingested)
+    cohort = cohort_step(root, ingested, config)
+    entries = [ingested, cohort]
+    if kind == "study":
+        entries.append(analyze_step(root, cohort, config))
+    entries.append(audit_step(root, cohort, config))
+    entries.append(report_step(root, entries, config))
+    return finish_run(root, run_dir, kind, src, fp, entries, config, time.perf_counter() - t0)
