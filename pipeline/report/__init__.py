@@ -27,6 +27,7 @@ from pipeline.report import sections
 from pipeline.report.suppress import CellPolicy, ReportCounts
 from pipeline.resources import resource_dir
 
+_MAX_PASSES = 5
 HTML_FILE = "report.html"
 MD_FILE = "report.md"
 
@@ -70,9 +71,22 @@ def assemble(out_dir: Path, config: StudyConfig) -> dict:
     """Every section's data (suppressed, formatted) as one dict for the templates."""
     out_dir = Path(out_dir)
     # Every count goes through one registry: which counts may be shown is decided across the
-    # whole report once all sections are built (pipeline.report.suppress.ReportCounts).
-    registry = ReportCounts(policy_from_config(config).min_count)
-    policy = CellPolicy(registry.min_count, registry)
+    # whole report once all sections are built (pipeline.report.suppress.ReportCounts). Counts
+    # it withholds are hidden as cells in a second pass, so their tables hide complements.
+    min_count = policy_from_config(config).min_count
+    withheld: frozenset[int] = frozenset()
+    for _ in range(_MAX_PASSES):  # usually two: hiding cells only ever shows fewer counts
+        registry = ReportCounts(min_count)
+        data = _sections(out_dir, config, CellPolicy(min_count, registry, withheld))
+        more = registry.withheld_values()
+        if not more:
+            break
+        withheld |= more
+    return registry.resolve(data)  # the pairwise rule holds whatever the number of passes
+
+
+def _sections(out_dir: Path, config: StudyConfig, policy: CellPolicy) -> dict:
+    """Every section built with ``policy`` (one pass of ``assemble``; placeholders unresolved)."""
     dpi = int(config.get("report.figure_dpi"))
     cohort = sections.read_parquet(out_dir, "cohort")
     attrition = sections.read_parquet(out_dir, "attrition")
@@ -97,7 +111,7 @@ def assemble(out_dir: Path, config: StudyConfig) -> dict:
         "quality": sections.quality_section(ledger, cohort, policy),
         "methods": sections.methods_section(config),
     }
-    return registry.resolve(data)
+    return data
 
 
 def build_report(out_dir: Path, config: StudyConfig) -> ReportResult:

@@ -26,7 +26,10 @@ decision: every count and percentage a section formats through a policy carrying
 comes back as a placeholder; once every section is built, the registry decides which counts
 may be shown so that no two figures shown anywhere in the report (cohort flow, tables, model
 rows, at-risk rows) differ by 1 to ``min_count - 1``, in the order they were registered (the
-cohort flow first), and puts the text in place of the placeholders. A new section that formats
+cohort flow first), and puts the text in place of the placeholders. When it withholds counts,
+the report's sections are built a second time with those counts marked ``withheld``: tables
+then treat them like hidden cells, and hide complements so they cannot be recomputed from a
+total and its other parts. A new section that formats
 its counts with ``policy.count`` / ``policy.percent`` is covered without doing anything.
 """
 
@@ -47,6 +50,10 @@ class CellPolicy:
     min_count: int
     # Report-wide decision (see ReportCounts); None: counts are formatted directly.
     registry: "ReportCounts | None" = field(default=None, compare=False, repr=False)
+    # Counts the report-wide decision withholds (not small, but within min_count of a count
+    # shown elsewhere): treated as hidden cells by suppress_cells and chain_visible, so their
+    # complements in a table are hidden too, and shown as "*".
+    withheld: frozenset[int] = field(default=frozenset(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.min_count < 1:
@@ -60,6 +67,10 @@ class CellPolicy:
         """True for a count that must not be displayed (1 .. min_count - 1)."""
         return n is not None and 0 < int(n) < self.min_count
 
+    def is_withheld(self, n: int | None) -> bool:
+        """True for a count the report-wide decision hides (see ``withheld``)."""
+        return n is not None and int(n) in self.withheld
+
     def count(self, n: int | None, hidden: bool = False) -> str:
         """Display text of a count: ``"<11"`` when small, ``"*"`` when hidden by complementary
         suppression, ``"-"`` when unknown, else the number with thousands separators."""
@@ -67,7 +78,7 @@ class CellPolicy:
             return "-"
         if self.is_small(n):
             return self.small_label
-        if hidden:
+        if hidden or self.is_withheld(n):
             return SECONDARY_MARK
         if self.registry is not None and int(n) != 0:
             return self.registry.count_token(int(n))
@@ -77,6 +88,8 @@ class CellPolicy:
         """A percentage numerator / denominator may be shown: both known, denominator > 0, and
         none of numerator, denominator, denominator - numerator is a small count."""
         if numerator is None or denominator is None or denominator <= 0:
+            return False
+        if self.is_withheld(numerator) or self.is_withheld(denominator):
             return False
         return not any(self.is_small(v) for v in (numerator, denominator, denominator - numerator))
 
@@ -152,6 +165,18 @@ class ReportCounts:
         self._text, self.shown_values = text, kept
         return text
 
+    def withheld_values(self) -> frozenset[int]:
+        """Registered counts the decision hides: a second pass of the sections with
+        ``CellPolicy(withheld=...)`` hides them as cells, so table relations (total = parts)
+        hide a complement and a withheld count cannot be recovered by subtraction in its table."""
+        self.decide()
+        out = set()
+        for entry in self._entries:
+            values = entry[:1] if len(entry) == 1 else entry[:2]
+            out.update(v for v in values if v and v not in self.shown_values
+                       and not self._fits([v], self.shown_values))
+        return frozenset(out)
+
     def resolve(self, data: Any) -> Any:
         """``data`` with every placeholder replaced by its decided text."""
         text = self.decide()
@@ -200,7 +225,7 @@ def suppress_cells(
             if key not in cells:
                 raise KeyError(f"relation refers to unknown cell {key!r}")
     implied_set = set(implied)
-    hidden = {k for k, v in cells.items() if policy.is_small(v)}
+    hidden = {k for k, v in cells.items() if policy.is_small(v) or policy.is_withheld(v)}
     changed = True
     while changed:
         changed = False
@@ -249,7 +274,7 @@ def chain_visible(values: Sequence[int], policy: CellPolicy, keep: str = "last")
     visible = [False] * len(values)
     for i in order:
         v = values[i]
-        if v is None or policy.is_small(v):
+        if v is None or policy.is_small(v) or policy.is_withheld(v):
             continue
         if any(policy.is_small(abs(int(v) - int(values[j]))) for j in shown):
             continue
