@@ -191,3 +191,53 @@ def test_a_file_changed_during_hashing_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(fpm, "hash_file", hash_then_edit)
     with pytest.raises(InputFileError, match="changed while it was being fingerprinted"):
         fpm.fingerprint_source(src)
+
+
+def test_real_ingest_of_a_file_replaced_mid_read_stores_nothing_and_the_next_run_is_fresh(tmp_path, monkeypatch):
+    """The same with the real ingest on synthetic data: inputevents is swapped for a version
+    with half its rows just before the ingest reads it. Nothing may be stored; after the
+    original is restored the next run must ingest again and read every original row."""
+    import gzip
+    import json
+
+    import pytest
+
+    import pipeline.ingest as ingest_module
+    from pipeline.errors import InputFileError
+    from pipeline.run import LEDGER_NAME, fingerprint_step, ingest_step
+    from pipeline.runs import Layout
+    from pipeline.synth import generate
+
+    src, root = tmp_path / "src", tmp_path / "out"
+    generate(src, n_stays=40, seed=3)
+    target = src / "icu" / "inputevents.csv.gz"
+    original = target.read_bytes()
+    lines = gzip.decompress(original).decode().splitlines(keepends=True)
+    config = load_study_config()
+    fp = fingerprint_step(root, src)
+
+    real_load = ingest_module._load_raw
+
+    def swap_then_load(con, path, table, mapped, concepts):
+        if table.name == "inputevents":
+            tmp = target.with_name("inputevents.swap")
+            tmp.write_bytes(gzip.compress("".join(lines[: len(lines) // 2]).encode()))
+            os.replace(tmp, target)
+        return real_load(con, path, table, mapped, concepts)
+
+    monkeypatch.setattr(ingest_module, "_load_raw", swap_then_load)
+    with pytest.raises(InputFileError, match="inputevents.csv.gz: the file changed while the run read it"):
+        ingest_step(root, src, fp, config)
+    assert not list((Layout(root).store_dir / "ingest").iterdir())
+
+    monkeypatch.setattr(ingest_module, "_load_raw", real_load)
+    tmp = target.with_name("inputevents.restore")
+    tmp.write_bytes(original)
+    os.replace(tmp, target)
+    fp2 = fingerprint_step(root, src)
+    assert fp2.key == fp.key
+    entry = ingest_step(root, src, fp2, config)
+    assert not entry.was_cached
+    ledger = {t["table"]: t for t in json.loads(entry.file(LEDGER_NAME).read_text())["tables"]}
+    fresh = ingest_module.ingest(src, tmp_path / "fresh" / "v.duckdb", config)
+    assert ledger["inputevents"]["rows_read"] == {t.table: t for t in fresh.tables}["inputevents"].rows_read > 0
