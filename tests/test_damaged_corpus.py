@@ -126,3 +126,25 @@ def test_out_of_memory_is_one_line_naming_memory(corpus_base, tmp_path):
     assert len(lines) == 1 and "out of memory" in lines[0] and "cannot read" not in lines[0], proc.stderr
     assert db.read_bytes() == b"the previous database"
     assert not list(tmp_path.glob(".vasoflow.duckdb.building*"))
+
+
+def test_a_full_disk_during_ingest_is_one_line_and_keeps_the_old_database(corpus_base, tmp_path, monkeypatch, capsys):
+    import errno
+
+    import pipeline.ingest as ingest_module
+    from pipeline.cli import main
+
+    db = tmp_path / "vasoflow.duckdb"
+    db.write_bytes(b"the previous database")
+    real_build = ingest_module._build
+
+    def build_then_disk_full(con, *args, **kwargs):
+        real_build(con, *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / ".vasoflow.duckdb.building"))
+
+    monkeypatch.setattr(ingest_module, "_build", build_then_disk_full)
+    assert main(["ingest", "--source", str(corpus_base), "--db", str(db)]) == 2
+    err = [l for l in capsys.readouterr().err.splitlines() if "WARNING" not in l]
+    assert len(err) == 1 and "no space left on device" in err[0], err
+    assert db.read_bytes() == b"the previous database"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # partial files removed
