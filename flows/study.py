@@ -27,7 +27,7 @@ from pipeline import run_summary
 from pipeline.config import StudyConfig, load_study_config
 from pipeline.errors import VasoflowError
 from pipeline.fingerprint import SourceFingerprint
-from pipeline.runs import StepEntry, new_run_dir
+from pipeline.runs import StepEntry, new_run_dir, run_lock
 
 
 class _InsideRuns(logging.Filter):
@@ -64,8 +64,10 @@ def _retry_unless_user_error(task, task_run, state) -> bool:
         state.result()
     except VasoflowError:
         return False
-    except Exception:
-        return True
+    except Exception as exc:  # a full disk or exhausted memory does not heal in 10 s
+        from pipeline.errors import resource_exhausted
+
+        return resource_exhausted(exc, "") is None
     return False
 
 
@@ -210,6 +212,13 @@ def publish_artifacts(result: steps.RunResult, quality: steps.DataQuality) -> No
 def _run(kind: str, out: Path, source: Path | None, config_path: Path | None,
          engine: str = "duckdb") -> steps.RunResult:
     steps.check_engine(engine)
+    # The output root's run lock: leftovers of killed runs are removed here, never a live run's.
+    with run_lock(Path(out).resolve()):
+        return _run_steps(kind, out, source, config_path, engine)
+
+
+def _run_steps(kind: str, out: Path, source: Path | None, config_path: Path | None,
+               engine: str = "duckdb") -> steps.RunResult:
     root = Path(out).resolve()
     config = load_config(config_path)
     run_dir = start_run(root, kind)

@@ -336,6 +336,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"vasoflow: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # memory or disk ran out: one line saying which, not a traceback
+        from pipeline.errors import resource_exhausted
+
+        error = resource_exhausted(exc, f"running 'vasoflow {args.command}'")
+        if error is None or os.environ.get("VASOFLOW_DEBUG"):
+            raise
+        print(f"vasoflow: error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("vasoflow: interrupted", file=sys.stderr)
         return 130

@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from pipeline.duckdb_settings import connect as connect_duckdb
 from pipeline.atomic import write_parquet_atomic
 from pipeline.concepts import Concepts, load_concepts, register_concept_tables
 from pipeline.config import StudyConfig
@@ -103,7 +104,7 @@ def build_cohort(
         raise InputFileError(f"{db_path}: database not found (run `vasoflow ingest` first)")
     concepts = concepts or load_concepts()
     try:
-        con = duckdb.connect(str(db_path))
+        con = connect_duckdb(db_path)  # memory limit, spill folder
     except duckdb.Error as exc:
         raise InputFileError(f"{db_path}: cannot open DuckDB database ({exc})".splitlines()[0]) from None
     try:

@@ -1,7 +1,9 @@
 """Study configuration: the documented TOML file, merged over the shipped defaults.
 
 A user's ``--config FILE`` needs only the keys it changes; an unknown key is an error (a typo
-must not silently keep the default). The merged settings are a read-only mapping with
+must not silently keep the default), a value of another type than its default is an error, and
+the merged settings are validated by the typed section models of ``pipeline.settings`` (ranges,
+order of thresholds, known choices) before anything runs. The merged settings are a read-only mapping with
 dotted access (``cfg.get("cohort.min_age_years")``) and flatten to ``section_key`` names for
 the one-row ``study_param`` table the SQL joins against.
 """
@@ -29,6 +31,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: config file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML (not UTF-8 text: byte {exc.start}; a binary file?)") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
 
@@ -91,6 +95,15 @@ class StudyConfig:
     def section(self, name: str) -> Mapping[str, Any]:
         return self.get(name)
 
+    def typed(self, name: str) -> Any:
+        """Section ``name`` as its validated pydantic model (``pipeline.settings``), e.g.
+        ``config.typed("tte").grace_hours``."""
+        from pipeline.settings import SECTION_MODELS, validate_settings
+
+        if name not in SECTION_MODELS:
+            raise ConfigError(f"study config section '{name}' has no typed model (pipeline/settings.py)")
+        return validate_settings({name: self.get(name)}, self.source)[name]
+
     def to_dict(self) -> dict[str, Any]:
         return _thaw(self.settings)
 
@@ -117,10 +130,15 @@ class StudyConfig:
 
 def load_study_config(path: str | Path | None = None) -> StudyConfig:
     """Load the shipped defaults, then merge ``path`` (if given) over them."""
+    from pipeline.settings import validate_settings
+
     defaults_path = default_study_config_path()
     defaults = _read_toml(defaults_path)
     if path is None:
+        validate_settings(defaults, str(defaults_path))
         return StudyConfig(settings=_freeze(defaults), source=str(defaults_path))
     user_path = Path(path)
     merged = _merge(defaults, _read_toml(user_path), "", user_path)
+    # Ranges, order of thresholds, known choices: checked before anything runs.
+    validate_settings(merged, str(user_path))
     return StudyConfig(settings=_freeze(merged), source=str(user_path))

@@ -48,6 +48,8 @@ class FileFingerprint:
     size_bytes: int
     mtime_ns: int
     sha256: str
+    inode: int = 0
+    ctime_ns: int = 0  # changes on every write or rename onto the path (``touch -d`` cannot set it)
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,16 @@ def _source_files(source_dir: Path) -> tuple[list[tuple[str, Path]], list[str]]:
     return found, absent
 
 
+def _stat_id(path: Path) -> list[int]:
+    """What identifies one version of a file without reading it: size, mtime, inode, ctime.
+    Any write to the file or any file renamed onto its path changes at least one of them."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot stat ({exc.strerror})") from None
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+
 def fingerprint_source(source_dir: Path, memo_path: Path | None = None) -> SourceFingerprint:
     """Fingerprint the MIMIC-IV-layout folder ``source_dir``.
 
@@ -117,11 +129,7 @@ def fingerprint_source(source_dir: Path, memo_path: Path | None = None) -> Sourc
     out: list[FileFingerprint] = []
     bytes_hashed = 0
     for relpath, path in files:
-        try:
-            st = path.stat()
-        except OSError as exc:
-            raise InputFileError(f"{path}: cannot stat ({exc.strerror})") from None
-        stat_id = [st.st_size, st.st_mtime_ns, st.st_ino]
+        stat_id = _stat_id(path)
         known = memo.get(str(path.resolve()))
         if known and known.get("stat") == stat_id:
             sha = known["sha256"]
@@ -130,12 +138,39 @@ def fingerprint_source(source_dir: Path, memo_path: Path | None = None) -> Sourc
                 sha = hash_file(path)
             except OSError as exc:
                 raise InputFileError(f"{path}: cannot read ({exc.strerror})") from None
-            bytes_hashed += st.st_size
+            if _stat_id(path) != stat_id:
+                raise InputFileError(f"{path}: the file changed while it was being fingerprinted; "
+                                     "run again once the source folder is no longer being written")
+            bytes_hashed += stat_id[0]
             memo[str(path.resolve())] = {"stat": stat_id, "sha256": sha}
-        out.append(FileFingerprint(relpath, st.st_size, st.st_mtime_ns, sha))
+        out.append(FileFingerprint(relpath, stat_id[0], stat_id[1], sha, stat_id[2], stat_id[3]))
     if memo_path is not None and bytes_hashed:
         _write_memo(memo_path, memo)
     return SourceFingerprint(source_dir, tuple(out), tuple(absent), bytes_hashed, time.perf_counter() - t0)
+
+
+def verify_source_unchanged(fingerprint: SourceFingerprint) -> None:
+    """Raise when a file of ``fingerprint`` is no longer the version that was hashed.
+
+    Called after a step has read the source and before its outputs are stored: together with
+    the stat check around hashing, an unchanged stat means the step read exactly the hashed
+    bytes, so its outputs may be stored under a key made from them (a file replaced while the
+    step read it would otherwise poison the cache for the next run with the original file)."""
+    files, absent = _source_files(fingerprint.source_dir)
+    now = {relpath: path for relpath, path in files}
+    for f in fingerprint.files:
+        path = fingerprint.source_dir / f.relpath
+        if f.relpath not in now:
+            raise InputFileError(f"{path}: the file disappeared while the run read the source; "
+                                 "nothing was stored; run again on a stable source folder")
+        if _stat_id(path) != [f.size_bytes, f.mtime_ns, f.inode, f.ctime_ns]:
+            raise InputFileError(f"{path}: the file changed while the run read it (size, time or inode "
+                                 "differ from its fingerprint); nothing was stored; run again on a "
+                                 "stable source folder")
+    appeared = sorted(set(now) - {f.relpath for f in fingerprint.files})
+    if appeared:
+        raise InputFileError(f"{fingerprint.source_dir / appeared[0]}: the file appeared while the run "
+                             "read the source; nothing was stored; run again on a stable source folder")
 
 
 def _read_memo(path: Path | None) -> dict[str, Any]:

@@ -7,8 +7,11 @@ half-written. For each table in ``schemas.raw.RAW_TABLES`` it
 1. finds ``<module>/<table>.csv.gz``, ``.csv`` or ``.parquet`` (a missing required table is an
    error; a missing optional one gives a warning, an empty table and ``is_available = false``
    in ``source_table``, so downstream steps mark the features that need it unavailable);
-2. reads the header, matches the known columns (case-insensitive), reads every value as text
-   and casts it explicitly (no type sniffing); tables with ``itemid_filter`` are cut to the
+2. reads the header (parsed as CSV; a UTF-8 byte-order mark is dropped with a warning; a
+   column named twice is an error), matches the known columns (case-insensitive), reads every
+   value as text and casts it explicitly, only from its plain text form (no type sniffing; see
+   ``_PLAIN_TEXT``: '41.4', '0x29', a zone suffix, 'infinity' are unparseable, not rounded);
+   a required table with no rows is an error; tables with ``itemid_filter`` are cut to the
    concept item ids while they are read, inside DuckDB (full chartevents never reaches Python);
 3. quarantines unparseable values (rule ``conformance.type``) and rows failing the Pandera
    model (``schemas.validation``), validated in chunks of collected polars frames; then, for
@@ -26,10 +29,14 @@ the in-scope rows in file order (the others are never materialised).
 
 from __future__ import annotations
 
+import codecs
+import csv
 import gzip
 import json
 import logging
 import os
+import re
+import shutil
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -41,7 +48,9 @@ import polars as pl
 
 from pipeline.concepts import Concepts, RateArtifactRule, load_concepts, register_concept_tables
 from pipeline.config import StudyConfig
-from pipeline.errors import InputFileError
+from pipeline.duckdb_settings import connect as connect_duckdb
+from pipeline.errors import InputFileError, resource_exhausted
+from pipeline.runs import remove_dead_builds
 from schemas.raw import RAW_TABLES, RawTable, duckdb_type, empty_table_sql, find_table_file
 from schemas.validation import (
     RATE_ARTIFACT_RULE,
@@ -114,20 +123,34 @@ class IngestResult:
 # --------------------------------------------------------------------------------------------
 
 def _read_csv_header(path: Path) -> list[str]:
+    """Column names of a CSV header, parsed as CSV (a quoted name may hold a comma). A UTF-8
+    byte-order mark is dropped (``utf-8-sig``); DuckDB skips it too when it reads the rows."""
     try:
         if path.stat().st_size == 0:
             raise InputFileError(f"{path}: file is empty (no header line)")
         opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8", newline="") as fh:
-            line = fh.readline()
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+            header = next(csv.reader(fh), [])
     except InputFileError:
         raise
+    except csv.Error as exc:
+        raise InputFileError(f"{path}: cannot parse the header line as CSV ({_short(exc)})") from None
     except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
         raise InputFileError(f"{path}: cannot read header ({_short(exc)})") from None
-    line = line.rstrip("\r\n")
-    if not line:
+    header = [c.strip() for c in header]
+    if not any(header):
         raise InputFileError(f"{path}: file is empty (no header line)")
-    return [c.strip().strip('"') for c in line.split(",")]
+    return header
+
+
+def _has_bom(path: Path) -> bool:
+    """True when a CSV starts with the UTF-8 byte-order mark (Excel writes one)."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            return fh.read(3) == codecs.BOM_UTF8
+    except (OSError, EOFError, zlib.error):
+        return False
 
 
 def _parquet_header(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
@@ -164,6 +187,11 @@ class _Mapped:
 
 
 def _map_columns(path: Path, table: RawTable, header: list[str]) -> _Mapped:
+    seen: set[str] = set()
+    for h in header:
+        if h.lower() in seen:  # which of the two would be read is a silent choice
+            raise InputFileError(f"{path}: column '{h}' appears twice in the header")
+        seen.add(h.lower())
     by_lower = {h.lower(): h for h in header}
     present = {c: by_lower[c] for c in table.columns if c in by_lower}
     missing = [c for c in table.required_columns if c not in present]
@@ -191,17 +219,45 @@ def _source_relation(path: Path, mapped: _Mapped) -> str:
     )
 
 
+# DuckDB's casts are lenient in ways that change meaning: '41.4' -> BIGINT 41, '0x29' -> 41,
+# '2150-01-01 10:00-05:00' -> 10:00 with the zone dropped, 'infinity' -> year 9999 (and a
+# PanicException in polars later), 'epoch' -> 1970. So a value is cast only when its text has
+# the plain form below; anything else is unparseable (quarantined, rule conformance.type, or
+# the file is refused when a whole column is). Stated conversions: an integral decimal
+# ('41.0', written by float-typed exporters) is the integer 41; a date column accepts a
+# midnight time ('2150-01-01 00:00:00'); 'T' between date and time is accepted.
+_PLAIN_TEXT = {
+    "BIGINT": r"\s*[+-]?[0-9]+(\.0*)?\s*",
+    "TIMESTAMP": r"\s*[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?\s*",
+    "DATE": r"\s*[0-9]{4}-[0-9]{2}-[0-9]{2}([ T]00:00(:00(\.0+)?)?)?\s*",
+}
+# A time zone suffix ('Z', '+01:00', '-0500', ' EST'): MIMIC-IV times are local wall-clock
+# times without a zone, and shifting them would move events relative to each other.
+_ZONE_SUFFIX = r".*[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?\s*(Z|[+-][0-9]{2}(:?[0-9]{2})?|[A-Za-z]{2,5})\s*"
+
+
+def _typed_value(src: str, target: str) -> str:
+    """SQL casting the text column ``src`` to ``target``; NULL when the text is not plain."""
+    if target in _PLAIN_TEXT:
+        plain = f"regexp_full_match({src}, {_lit(_PLAIN_TEXT[target])})"
+        return f"CASE WHEN {plain} THEN TRY_CAST({src} AS {target}) END"
+    if target == "DOUBLE":  # 'inf' and 'nan' are not measurements
+        return f"CASE WHEN isfinite(TRY_CAST({src} AS DOUBLE)) THEN TRY_CAST({src} AS DOUBLE) END"
+    return f"TRY_CAST({src} AS {target})"
+
+
 def _load_raw(con, path: Path, table: RawTable, mapped: _Mapped, concepts: Concepts) -> None:
     casts, errors = [], []
     for col, dtype in table.columns.items():
         target = duckdb_type(dtype)
         if col in mapped.present:
             src = _q(mapped.present[col])
-            casts.append(f"TRY_CAST({src} AS {target}) AS {_q(col)}")
+            value = _typed_value(src, target)
+            casts.append(f"{value} AS {_q(col)}")
             # Text never fails; an empty string is null (MIMIC writes nulls as empty fields).
             if target != "VARCHAR":
                 errors.append(
-                    f"CASE WHEN {src} IS NOT NULL AND TRY_CAST({src} AS {target}) IS NULL "
+                    f"CASE WHEN {src} IS NOT NULL AND ({value}) IS NULL "
                     f"THEN {{'column_name': {_lit(col)}, 'value': {src}}} END"
                 )
         else:
@@ -232,7 +288,8 @@ def _load_raw(con, path: Path, table: RawTable, mapped: _Mapped, concepts: Conce
         )
         con.execute("DROP TABLE _stage")
     except duckdb.Error as exc:
-        raise InputFileError(f"{path}: cannot read ({_short(exc)})") from None
+        raise resource_exhausted(exc, f"loading {path}") or InputFileError(
+            f"{path}: cannot read ({_short(exc)})") from None
 
 
 def _quarantine_type_errors(con, path: Path, table: RawTable, rows_read: int, max_fraction: float) -> None:
@@ -244,9 +301,13 @@ def _quarantine_type_errors(con, path: Path, table: RawTable, rows_read: int, ma
     for column, n, first_row, example in per_col:
         if rows_read and n / rows_read > max_fraction:
             target = duckdb_type(table.columns[column])
+            hint = "wrong type or format"
+            if target in ("TIMESTAMP", "DATE") and re.fullmatch(_ZONE_SUFFIX, str(example)):
+                hint = ("times with a time zone are refused: MIMIC-IV times are local wall-clock times; "
+                        "write them as local times without a zone")
             raise InputFileError(
                 f"{path}: column '{column}': {n:,} of {rows_read:,} values are not {target} "
-                f"(e.g. '{example}' in data row {first_row}); wrong type or format"
+                f"(e.g. '{example}' in data row {first_row}); {hint}"
             )
     con.execute(
         f"INSERT INTO quarantine (table_name, source_row, rule, column_name, value) "
@@ -368,14 +429,7 @@ def _add_row_keys(con, table: RawTable) -> None:
 # --------------------------------------------------------------------------------------------
 
 def _connect(path: Path) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(str(path))
-    threads = os.environ.get("VASOFLOW_THREADS")
-    if threads:
-        con.execute(f"SET threads = {int(threads)}")
-    limit = os.environ.get("VASOFLOW_MEMORY_LIMIT")
-    if limit:
-        con.execute(f"SET memory_limit = {_lit(limit)}")
-    return con
+    return connect_duckdb(path)  # VASOFLOW_MEMORY_LIMIT / VASOFLOW_THREADS (pipeline.duckdb_settings)
 
 
 def ingest(
@@ -404,8 +458,11 @@ def ingest(
         files[name] = path
 
     db_path.parent.mkdir(parents=True, exist_ok=True)
+    for name in (db_path.name, "ledger.json"):  # a killed earlier ingest's partial files
+        remove_dead_builds(db_path.parent, name)
     tmp_db = db_path.with_name(f".{db_path.name}.building-{os.getpid()}")
     tmp_ledger = db_path.with_name(f".ledger.json.building-{os.getpid()}")
+    spill = tmp_db.with_name(tmp_db.name + ".spill")
     for p in (tmp_db, tmp_db.with_name(tmp_db.name + ".wal"), tmp_ledger):
         p.unlink(missing_ok=True)
     try:
@@ -433,7 +490,22 @@ def ingest(
         for p in (tmp_db, tmp_db.with_name(tmp_db.name + ".wal"), tmp_ledger):
             p.unlink(missing_ok=True)
         raise
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
     return IngestResult(db_path, ledger_path, tuple(ledgers), tuple(notes), time.perf_counter() - t0)
+
+
+def _check_not_empty(path: Path, table: RawTable, rows_read: int, notes: list[str]) -> None:
+    """A required table with a header and no rows is an error: the study would otherwise
+    "succeed" with 0 stays. Item-filtered tables count only the concept's items, so none of
+    them in a real file (e.g. no dialysis at a site) is a warning, not an error."""
+    if rows_read or not table.is_required:
+        return
+    if not table.itemid_filter:
+        raise InputFileError(f"{path}: required table '{table.name}' has no data rows (header only)")
+    msg = f"{path}: no rows with the concept item ids of '{table.name}' (config/concepts.toml)"
+    log.warning(msg)
+    notes.append(msg)
 
 
 def _build(con, files: dict[str, Path | None], concepts: Concepts, config: StudyConfig):
@@ -458,8 +530,11 @@ def _build(con, files: dict[str, Path | None], concepts: Concepts, config: Study
         t_table = time.perf_counter()
         header = _parquet_header(con, path) if path.name.endswith(".parquet") else _read_csv_header(path)
         mapped = _map_columns(path, table, header)
+        if not path.name.endswith(".parquet") and _has_bom(path):
+            notes.append(f"{path}: UTF-8 byte-order mark at the start ignored (read as UTF-8)")
         _load_raw(con, path, table, mapped, concepts)
         rows_read = con.execute(f"SELECT count(*) FROM {_q('raw_' + name)}").fetchone()[0]
+        _check_not_empty(path, table, rows_read, notes)
         _quarantine_type_errors(con, path, table, rows_read, max_fraction)
         _validate(con, table, concepts, config)
         if name == "inputevents":

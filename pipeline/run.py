@@ -26,8 +26,10 @@ from pathlib import Path
 
 from pipeline.config import StudyConfig, load_study_config
 from pipeline.errors import InputFileError, VasoflowError
-from pipeline.fingerprint import SourceFingerprint, downstream_key, fingerprint_source, ingest_key
-from pipeline.runs import Layout, StepEntry, materialise, new_run_dir, promote_latest, run_cached, write_manifest
+from pipeline.fingerprint import (SourceFingerprint, downstream_key, fingerprint_source, ingest_key,
+                                  verify_source_unchanged)
+from pipeline.runs import (Layout, StepEntry, materialise, new_run_dir, promote_latest, remove_dead_builds,
+                           run_cached, run_lock, write_manifest)
 
 log = logging.getLogger("vasoflow")
 
@@ -54,6 +56,7 @@ def default_source(config: StudyConfig) -> Path:
     if (target / "icu" / "icustays.csv.gz").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_builds(target.parent, target.name)  # a killed earlier generation
     tmp = target.with_name(f".{target.name}.building-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     log.info("generating the default synthetic dataset (%d stays, seed %d) in %s", n, seed, target)
@@ -198,6 +201,9 @@ def ingest_step(root: Path, source: Path, fingerprint: SourceFingerprint, config
         from pipeline.ingest import ingest  # imported only when the step really runs
 
         ingest(Path(source), work / DB_NAME, config)
+        # The key below was made from the bytes hashed before the ingest: store the outputs
+        # under it only if the ingest read those same bytes (no file replaced meanwhile).
+        verify_source_unchanged(fingerprint)
 
     key = ingest_step_key(fingerprint, config)
     return run_cached(Layout(Path(root)).store_dir, "ingest", key, produce)
@@ -418,8 +424,16 @@ def run_all(source: Path | None, out_root: Path, config: StudyConfig, kind: str 
             engine: str = "duckdb") -> RunResult:
     """Every step without Prefect (the same chain as ``flows.study_flow`` / ``audit_flow``):
     outputs in a new folder under ``out_root/runs``, ``out_root/latest`` moved on success.
-    ``engine='spark'`` adds the Spark engine check (``spark_step``) after the report."""
+    ``engine='spark'`` adds the Spark engine check (``spark_step``) after the report.
+    Holds the output root's run lock (leftovers of killed runs are removed at the start)."""
     check_engine(engine)
+    with run_lock(Path(out_root).resolve()):
+        return _run_all_steps(source, out_root, config, kind, engine)
+
+
+def _run_all_steps(source: Path | None, out_root: Path, config: StudyConfig, kind: str = "study",
+                   engine: str = "duckdb") -> RunResult:
+    """The chain of ``run_all``, called under the run lock."""
     t0 = time.perf_counter()
     root = Path(out_root).resolve()
     run_dir = new_run_dir(root, kind)

@@ -7,6 +7,7 @@ Layout under an output root (``vasoflow run --out ROOT``)::
     ROOT/latest-audit -> runs/audit-...     the last audit run that succeeded
     ROOT/.vasoflow/store/<step>/<key>/      each step's outputs, immutable, by cache key
     ROOT/.vasoflow/source-hashes.json       remembered source-file hashes (pipeline.fingerprint)
+    ROOT/.vasoflow/lock                     held (shared) by every run in progress (``run_lock``)
 
 A step runs in a scratch folder beside its store entry and is renamed into place only when it
 succeeded, so a failed or killed step never leaves a half entry that a later run would reuse.
@@ -14,23 +15,35 @@ The files of a run folder are hard links to store entries (read-only: a result f
 edited in place; every writer in vasoflow replaces files by rename). The pointer is swapped
 atomically (rename of a new symlink over the old) only after a run succeeded: a failed or
 killed run leaves ``latest`` and the folder it points to untouched.
+
+A killed run can leave scratch folders (a partial DuckDB file of the ingest can be large) and a
+run folder without a manifest. ``run_lock`` removes them when the next run starts, but only
+when no other run under the same root is in progress: every run holds a shared ``flock`` on
+``ROOT/.vasoflow/lock``; the cleanup needs the exclusive lock, so it never touches a scratch
+folder of a live run. (The kernel drops a killed process's locks, so a kill -9 cannot leave
+the root locked.)
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import logging
 import os
 import secrets
 import shutil
 import stat
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.atomic import write_text_atomic
 from pipeline.errors import VasoflowError
+
+log = logging.getLogger("vasoflow")
 
 COMPLETE_MARKER = "_step.json"
 MANIFEST = "manifest.json"
@@ -54,6 +67,10 @@ class Layout:
     @property
     def source_memo(self) -> Path:
         return self.root / ".vasoflow" / "source-hashes.json"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / ".vasoflow" / "lock"
 
     def latest(self, kind: str = "study") -> Path:
         return self.root / ("latest" if kind == "study" else f"latest-{kind}")
@@ -254,3 +271,86 @@ def read_latest(root: Path, kind: str = "study") -> Path | None:
     if not pointer.is_symlink():
         return None
     return pointer.resolve()
+
+
+# --------------------------------------------------------------------------------------------
+# One lock per output root; leftovers of killed runs
+# --------------------------------------------------------------------------------------------
+
+def find_leftovers(root: Path) -> list[Path]:
+    """What killed runs leave under ``root``: scratch folders of steps (``.<key>.building-*``),
+    run folders without a manifest, temporary pointer links and atomic-write temp files."""
+    layout = Layout(Path(root))
+    found: list[Path] = []
+    if layout.store_dir.is_dir():
+        found += sorted(p for p in layout.store_dir.glob("*/.*.building-*"))
+    if layout.runs_dir.is_dir():
+        found += sorted(p for p in layout.runs_dir.iterdir() if p.is_dir() and not (p / MANIFEST).is_file())
+    found += sorted(layout.root.glob(".latest*.new-*"))
+    found += sorted(layout.root.glob(".vasoflow/.*.tmp"))
+    return found
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_dead_builds(folder: Path, name: str) -> list[Path]:
+    """Remove ``folder/.<name>.building-<pid>*`` left by processes that no longer run (a killed
+    ``vasoflow ingest --db`` or default-data generation; these live outside any output root's
+    lock, so the builder's process id tells whether one is still in progress)."""
+    removed = []
+    for path in Path(folder).glob(f".{name}.building-*"):
+        pid = path.name.split(".building-", 1)[1].split("-", 1)[0].split(".", 1)[0]
+        if not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            _remove_tree(path)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _size_bytes(path: Path) -> int:
+    if path.is_symlink() or path.is_file():
+        return path.lstat().st_size
+    return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_dir())
+
+
+@contextlib.contextmanager
+def run_lock(root: Path) -> Iterator[list[Path]]:
+    """Hold the shared run lock of ``root`` for the body (a run). On entry, when no other run
+    holds it, remove the leftovers of killed runs (``find_leftovers``); yields what was removed."""
+    layout = Layout(Path(root))
+    layout.lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(layout.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    removed: list[Path] = []
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # another run is in progress: its scratch folders are not leftovers
+        else:
+            leftovers = find_leftovers(layout.root)
+            n_bytes = 0
+            for path in leftovers:
+                n_bytes += _size_bytes(path)
+                if path.is_dir() and not path.is_symlink():
+                    _remove_tree(path)
+                else:
+                    path.unlink(missing_ok=True)
+            removed = leftovers
+            if leftovers:
+                log.info("removed %d leftover(s) of killed runs under %s (%.1f MB)",
+                         len(leftovers), layout.root, n_bytes / 1e6)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield removed
+    finally:
+        os.close(fd)

@@ -16,10 +16,14 @@ The Pandera models built from these specs (with bounds from the concept config) 
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+
+from pipeline.errors import InputFileError
 
 ID = pl.Int64
 TS = pl.Datetime("us")
@@ -153,15 +157,33 @@ SOURCE_SUFFIXES: tuple[str, ...] = (".csv.gz", ".csv", ".parquet")
 
 
 def find_table_file(source_dir: Path, table: RawTable) -> Path | None:
-    """``<source_dir>/<module>/<table>`` with the first suffix of SOURCE_SUFFIXES that exists.
+    """``<source_dir>/<module>/<table>`` with the suffix of SOURCE_SUFFIXES that exists.
 
     The one lookup shared by the ingest and the source fingerprint, so the cache key always
-    covers exactly the files the ingest reads."""
+    covers exactly the files the ingest reads. A table present in two formats is an error
+    naming both files (using one and ignoring the other would be a silent choice), and so is
+    a path that is not a regular file (a FIFO would hang the reader; a folder cannot be read)."""
+    found = []
     for suffix in SOURCE_SUFFIXES:
         path = Path(source_dir) / table.module / f"{table.name}{suffix}"
-        if path.exists():
-            return path
-    return None
+        if os.path.lexists(path):
+            found.append(path)
+    if len(found) > 1:
+        raise InputFileError(
+            f"{found[0]} and {found[1].name}: table '{table.name}' is present in two formats; "
+            "keep exactly one of them"
+        )
+    if not found:
+        return None
+    path = found[0]
+    try:
+        mode = path.stat().st_mode  # follows a symlink to the real file
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot stat ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "a special file"
+        raise InputFileError(f"{path}: is {kind}, not a regular file; vasoflow reads tables only from regular files")
+    return path
 
 
 def duckdb_type(dtype: pl.DataType) -> str:

@@ -62,12 +62,20 @@ def test_fingerprint_and_ingest_share_one_file_lookup(tmp_path):
     from schemas.raw import RAW_TABLES, find_table_file
 
     assert fpm.find_table_file is find_table_file is ingest_module.find_table_file
+    import pytest
+
+    from pipeline.errors import InputFileError
+
     src = _tiny_source(tmp_path / "a")
-    (src / "icu" / "icustays.csv.gz").write_bytes(b"")
     (src / "hosp" / "labevents.parquet").write_bytes(b"")
-    assert find_table_file(src, RAW_TABLES["icustays"]).name == "icustays.csv.gz"  # .csv.gz before .csv
+    assert find_table_file(src, RAW_TABLES["icustays"]).name == "icustays.csv"
     assert find_table_file(src, RAW_TABLES["labevents"]).name == "labevents.parquet"
     assert find_table_file(src, RAW_TABLES["chartevents"]) is None
+    (src / "icu" / "icustays.csv.gz").write_bytes(b"")  # a second format of one table
+    with pytest.raises(InputFileError, match=r"icustays.csv.gz and icustays.csv: table 'icustays' is present in two formats"):
+        find_table_file(src, RAW_TABLES["icustays"])
+    with pytest.raises(InputFileError, match="two formats"):
+        fpm.fingerprint_source(src)
 
 
 class _Recording(StudyConfig):
@@ -115,3 +123,121 @@ def test_module_closure_follows_imports_without_importing(tmp_path):
     before = set(sys.modules)
     fpm.module_closure(["pipeline.models"])
     assert not {m for m in set(sys.modules) - before if m.startswith("pipeline.models")}
+
+
+def test_a_file_replaced_while_the_ingest_reads_it_does_not_poison_the_cache(tmp_path, monkeypatch):
+    """Issue 18: a source file replaced mid-run (after fingerprinting, while the ingest reads)
+    must not be stored under the key of the bytes hashed before; after the file is restored,
+    the next run must not reuse outputs made from the other version."""
+    import pytest
+
+    import pipeline.ingest as ingest_module
+    from pipeline.errors import InputFileError
+    from pipeline.run import LEDGER_NAME, fingerprint_step, ingest_step
+    from pipeline.runs import Layout
+
+    src = _tiny_source(tmp_path / "src")
+    target = src / "icu" / "icustays.csv"
+    original = target.read_bytes()
+    root = tmp_path / "out"
+    config = load_study_config()
+
+    def fake_ingest(source, db_path, cfg, swap=None):
+        # Stands in for the real ingest: its output is exactly the bytes it read.
+        if swap is not None:
+            swap()
+        db_path.write_bytes((Path(source) / "icu" / "icustays.csv").read_bytes())
+        db_path.with_name(LEDGER_NAME).write_text("{}")
+
+    def replace_file():
+        tmp = target.with_name("icustays.new")
+        tmp.write_bytes(b"stay_id\n99\n")
+        os.replace(tmp, target)
+
+    fp = fingerprint_step(root, src)
+    monkeypatch.setattr(ingest_module, "ingest", lambda s, d, c: fake_ingest(s, d, c, replace_file))
+    with pytest.raises(InputFileError, match="changed while the run read it"):
+        ingest_step(root, src, fp, config)
+    store = Layout(root).store_dir / "ingest"
+    assert not [p for p in store.iterdir()] if store.exists() else True  # nothing stored, no scratch left
+
+    # The file is restored (same bytes as fingerprinted, new inode): the next run re-ingests
+    # and stores what it read, which is the original content.
+    tmp = target.with_name("icustays.old")
+    tmp.write_bytes(original)
+    os.replace(tmp, target)
+    monkeypatch.setattr(ingest_module, "ingest", fake_ingest)
+    fp2 = fingerprint_step(root, src)
+    assert fp2.key == fp.key
+    entry = ingest_step(root, src, fp2, config)
+    assert not entry.was_cached
+    assert entry.file("vasoflow.duckdb").read_bytes() == original
+
+
+def test_a_file_changed_during_hashing_is_refused(tmp_path, monkeypatch):
+    import pytest
+
+    from pipeline.errors import InputFileError
+
+    src = _tiny_source(tmp_path / "a")
+    real = fpm.hash_file
+
+    def hash_then_edit(path):
+        digest = real(path)
+        with open(path, "a") as fh:
+            fh.write("2,F\n")
+        return digest
+
+    monkeypatch.setattr(fpm, "hash_file", hash_then_edit)
+    with pytest.raises(InputFileError, match="changed while it was being fingerprinted"):
+        fpm.fingerprint_source(src)
+
+
+def test_real_ingest_of_a_file_replaced_mid_read_stores_nothing_and_the_next_run_is_fresh(tmp_path, monkeypatch):
+    """The same with the real ingest on synthetic data: inputevents is swapped for a version
+    with half its rows just before the ingest reads it. Nothing may be stored; after the
+    original is restored the next run must ingest again and read every original row."""
+    import gzip
+    import json
+
+    import pytest
+
+    import pipeline.ingest as ingest_module
+    from pipeline.errors import InputFileError
+    from pipeline.run import LEDGER_NAME, fingerprint_step, ingest_step
+    from pipeline.runs import Layout
+    from pipeline.synth import generate
+
+    src, root = tmp_path / "src", tmp_path / "out"
+    generate(src, n_stays=40, seed=3)
+    target = src / "icu" / "inputevents.csv.gz"
+    original = target.read_bytes()
+    lines = gzip.decompress(original).decode().splitlines(keepends=True)
+    config = load_study_config()
+    fp = fingerprint_step(root, src)
+
+    real_load = ingest_module._load_raw
+
+    def swap_then_load(con, path, table, mapped, concepts):
+        if table.name == "inputevents":
+            tmp = target.with_name("inputevents.swap")
+            tmp.write_bytes(gzip.compress("".join(lines[: len(lines) // 2]).encode()))
+            os.replace(tmp, target)
+        return real_load(con, path, table, mapped, concepts)
+
+    monkeypatch.setattr(ingest_module, "_load_raw", swap_then_load)
+    with pytest.raises(InputFileError, match="inputevents.csv.gz: the file changed while the run read it"):
+        ingest_step(root, src, fp, config)
+    assert not list((Layout(root).store_dir / "ingest").iterdir())
+
+    monkeypatch.setattr(ingest_module, "_load_raw", real_load)
+    tmp = target.with_name("inputevents.restore")
+    tmp.write_bytes(original)
+    os.replace(tmp, target)
+    fp2 = fingerprint_step(root, src)
+    assert fp2.key == fp.key
+    entry = ingest_step(root, src, fp2, config)
+    assert not entry.was_cached
+    ledger = {t["table"]: t for t in json.loads(entry.file(LEDGER_NAME).read_text())["tables"]}
+    fresh = ingest_module.ingest(src, tmp_path / "fresh" / "v.duckdb", config)
+    assert ledger["inputevents"]["rows_read"] == {t.table: t for t in fresh.tables}["inputevents"].rows_read > 0

@@ -334,3 +334,38 @@ def test_cli_with_a_server_reports_bad_input_in_one_line(prefect_server, synth_s
     assert len(errors) == 1 and "icustays.csv.gz" in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr and "Task run" not in proc.stderr and "| INFO" not in proc.stderr
     assert all(ln.startswith("vasoflow: ") for ln in proc.stderr.splitlines()), proc.stderr
+
+
+def test_a_full_disk_is_one_line_and_latest_stays(first_run, root, synth_source, tmp_path, monkeypatch, capsys):
+    """Issue 18: ENOSPC while a step writes gives one line saying the disk is full, exit 2,
+    and the last good run stays 'latest'."""
+    import errno
+
+    import pipeline.cohort
+    from pipeline.cli import main
+
+    before = (root / "latest").resolve()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "cohort.parquet")
+
+    monkeypatch.setattr(pipeline.cohort, "build_cohort", full_disk)
+    config = tmp_path / "study.toml"  # a new threshold, so the cohort step must run
+    config.write_text("[classification]\nvasst_more_severe_ne_mcg_min = 26.0\n")
+    code = main(["run", "--no-prefect", "--source", str(synth_source), "--out", str(root), "--config", str(config)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "no space left on device" in err and "Traceback" not in err
+    assert (root / "latest").resolve() == before
+
+
+def test_no_small_count_by_subtracting_two_figures_of_a_synthetic_report(first_run, study_config):
+    """Issue 18 on synthetic data (200 stays): between landmark rows, totals and parts, the
+    cohort flow and the data-quality table, no two displayed counts differ by 1-10."""
+    from report_counts import displayed_counts, small_differences
+
+    _, result = first_run
+    html = (result.run_dir / "report.html").read_text()
+    counts = displayed_counts(html)
+    assert len(set(counts)) >= 10
+    assert small_differences(counts, int(study_config.get("report.min_cell_count"))) == []

@@ -95,3 +95,26 @@ def test_chain_shown_values_never_differ_by_a_small_count():
 ])
 def test_small_integer_scanner(text, hits):
     assert len(small_integers_in(text, P)) == hits
+
+
+def test_report_wide_registry_hides_a_count_one_away_from_a_shown_one():
+    """Issue 18: 12 patients in the cohort flow and 11 in a model row revealed 1 exclusion."""
+    from pipeline.report.suppress import ReportCounts
+
+    reg = ReportCounts(11)
+    policy = CellPolicy(11, reg)
+    flow, model, other, pct = policy.count(12), policy.count(11), policy.count(300), policy.percent(150, 300)
+    assert reg.resolve([flow, model, other, pct]) == ["12", "*", "300", "50.0%"]
+    assert reg.withheld_values() == {11}
+    # a percentage whose numerator sits within 10 of a shown count is not shown either
+    reg = ReportCounts(11)
+    policy = CellPolicy(11, reg)
+    assert reg.resolve([policy.count(100), policy.percent(95, 300)]) == ["100", "-"]
+
+
+def test_a_withheld_count_hides_a_complement_in_its_table():
+    """A count hidden report-wide must not be recoverable as total minus the other parts."""
+    policy = CellPolicy(11, withheld=frozenset({40}))
+    assert suppress_cells({"n": 75, "a": 40, "b": 35}, [("n", ["a", "b"])], policy) == {"a", "b"}
+    assert policy.count(40) == "*" and policy.percent(40, 75) == "-"
+    assert chain_visible([158, 40, 25], policy, keep="first") == [True, False, True]

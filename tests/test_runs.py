@@ -113,3 +113,73 @@ def test_materialise_links_and_later_steps_win(tmp_path):
     out = runs.materialise([a, b], run_dir)
     assert out["db"].read_text() == "b" and out["x"].read_text() == "a"
     assert out["x"].stat().st_ino == a.file("x").stat().st_ino  # a hard link, not a copy
+
+
+def _leftovers(root):
+    """What a kill -9 in the middle of steps and runs leaves behind."""
+    from pipeline.runs import Layout
+
+    layout = Layout(root)
+    scratch = layout.store_dir / "ingest" / ".abc123.building-999-beef"
+    scratch.mkdir(parents=True)
+    (scratch / ".vasoflow.duckdb.building-999").write_bytes(b"\0" * 100_000)  # a partial database
+    unfinished = layout.runs_dir / "study-20260101T000000000000Z-dead"
+    unfinished.mkdir(parents=True)
+    (unfinished / "cohort.parquet").write_bytes(b"x")
+    finished = layout.runs_dir / "study-20250101T000000000000Z-good"
+    finished.mkdir()
+    (finished / "manifest.json").write_text("{}")
+    entry = layout.store_dir / "ingest" / "abc123"
+    entry.mkdir()
+    (entry / "_step.json").write_text("{}")
+    return scratch, unfinished, finished, entry
+
+
+def test_leftovers_of_killed_runs_are_removed_at_the_next_start(tmp_path):
+    from pipeline.runs import run_lock
+
+    scratch, unfinished, finished, entry = _leftovers(tmp_path)
+    with run_lock(tmp_path) as removed:
+        assert set(removed) == {scratch, unfinished}
+    assert not scratch.exists() and not unfinished.exists()
+    assert (finished / "manifest.json").is_file() and (entry / "_step.json").is_file()
+
+
+def test_a_run_in_progress_keeps_its_scratch_folders(tmp_path):
+    """While one run holds the lock, a second run starting must not remove the first run's
+    scratch folder or its unfinished run folder."""
+    import fcntl
+    import os
+
+    from pipeline.runs import Layout, run_lock
+
+    scratch, unfinished, _, _ = _leftovers(tmp_path)
+    Layout(tmp_path).lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(Layout(tmp_path).lock_path, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # the first run, in progress
+        with run_lock(tmp_path) as removed:
+            assert removed == []
+        assert scratch.exists() and unfinished.exists()
+    finally:
+        os.close(fd)
+    with run_lock(tmp_path) as removed:  # the first run has ended: now they are leftovers
+        assert scratch in removed
+
+
+def test_partial_files_of_a_dead_builder_are_removed_not_those_of_a_live_one(tmp_path):
+    import os
+    import subprocess
+
+    from pipeline.runs import remove_dead_builds
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f".vasoflow.duckdb.building-{dead.pid}"
+    stale.write_bytes(b"partial")
+    (tmp_path / f".vasoflow.duckdb.building-{dead.pid}.wal").write_bytes(b"partial")
+    live = tmp_path / f".vasoflow.duckdb.building-{os.getpid()}"
+    live.write_bytes(b"in progress")
+    removed = remove_dead_builds(tmp_path, "vasoflow.duckdb")
+    assert stale in removed and not stale.exists()
+    assert live.exists()

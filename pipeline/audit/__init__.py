@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from pipeline.duckdb_settings import connect as connect_duckdb
 from pipeline.atomic import write_parquet_atomic
 from pipeline.audit.spc import p_chart
 from pipeline.concepts import load_concepts, register_concept_tables
@@ -172,7 +173,7 @@ def run_audit(db_path: Path, out_dir: Path, config: StudyConfig) -> AuditResult:
         raise VasoflowError(f"{db_path}: database not found; run ingest and cohort first")
     out_dir.mkdir(parents=True, exist_ok=True)
     concepts = load_concepts()
-    con = duckdb.connect(str(db_path))
+    con = connect_duckdb(db_path)  # memory limit, spill folder
     try:
         _require_cohort(con, db_path)
         con.execute("BEGIN TRANSACTION")

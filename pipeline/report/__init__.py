@@ -6,7 +6,8 @@ and a short markdown summary.
 ``report.html`` and ``report.md`` there (temp file + rename). A missing piece is stated in its
 section; the report never fails because an optional step did not run.
 
-Shareable by construction: small-cell suppression on every displayed count
+Shareable by construction: small-cell suppression on every displayed count, decided across
+the whole report so that no two shown figures differ by a small count
 (:mod:`pipeline.report.suppress`), no row-level identifiers, every data string escaped by the
 templates' autoescape, figures embedded as data URIs (no external fonts, scripts or styles).
 Deterministic: the same inputs give byte-identical files.
@@ -23,9 +24,10 @@ from pipeline.atomic import write_text_atomic
 from pipeline.config import StudyConfig
 from pipeline.errors import ConfigError
 from pipeline.report import sections
-from pipeline.report.suppress import CellPolicy
+from pipeline.report.suppress import CellPolicy, ReportCounts
 from pipeline.resources import resource_dir
 
+_MAX_PASSES = 5
 HTML_FILE = "report.html"
 MD_FILE = "report.md"
 
@@ -68,7 +70,23 @@ def _environment() -> jinja2.Environment:
 def assemble(out_dir: Path, config: StudyConfig) -> dict:
     """Every section's data (suppressed, formatted) as one dict for the templates."""
     out_dir = Path(out_dir)
-    policy = policy_from_config(config)
+    # Every count goes through one registry: which counts may be shown is decided across the
+    # whole report once all sections are built (pipeline.report.suppress.ReportCounts). Counts
+    # it withholds are hidden as cells in a second pass, so their tables hide complements.
+    min_count = policy_from_config(config).min_count
+    withheld: frozenset[int] = frozenset()
+    for _ in range(_MAX_PASSES):  # usually two: hiding cells only ever shows fewer counts
+        registry = ReportCounts(min_count)
+        data = _sections(out_dir, config, CellPolicy(min_count, registry, withheld))
+        more = registry.withheld_values()
+        if not more:
+            break
+        withheld |= more
+    return registry.resolve(data)  # the pairwise rule holds whatever the number of passes
+
+
+def _sections(out_dir: Path, config: StudyConfig, policy: CellPolicy) -> dict:
+    """Every section built with ``policy`` (one pass of ``assemble``; placeholders unresolved)."""
     dpi = int(config.get("report.figure_dpi"))
     cohort = sections.read_parquet(out_dir, "cohort")
     attrition = sections.read_parquet(out_dir, "attrition")
@@ -76,7 +94,7 @@ def assemble(out_dir: Path, config: StudyConfig) -> dict:
     ledger = sections.read_json(out_dir / "ledger.json")
     n_total = cohort.height if cohort is not None else None
     n_vp = cohort.filter(cohort["exposure"] == "vp_added").height if cohort is not None else None
-    return {
+    data = {
         "title": str(config.get("study.name")),
         "policy": {"min_count": policy.min_count, "small": policy.small_label,
                    "citation": str(config.get("report.suppression_citation"))},
@@ -93,6 +111,7 @@ def assemble(out_dir: Path, config: StudyConfig) -> dict:
         "quality": sections.quality_section(ledger, cohort, policy),
         "methods": sections.methods_section(config),
     }
+    return data
 
 
 def build_report(out_dir: Path, config: StudyConfig) -> ReportResult:

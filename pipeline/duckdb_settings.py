@@ -1,0 +1,49 @@
+"""Open DuckDB files with the machine's resource settings (one place for every step).
+
+``VASOFLOW_MEMORY_LIMIT`` (e.g. ``3GB``) is the one memory setting: it sets DuckDB's
+``memory_limit`` and a ``temp_directory`` beside the database file (``<db>.spill``, inside the
+step's scratch folder, so a killed run's spill files go with it), so operators that can spill
+(joins, aggregates, sorts, ``CREATE TABLE AS``) degrade to disk instead of failing. Unset:
+DuckDB's defaults (80% of RAM; spill to ``<db>.tmp``). ``VASOFLOW_THREADS`` caps DuckDB's
+threads. Both are deployment settings, not study settings: they change neither results nor
+cache keys, so they live in the environment rather than study.toml.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import duckdb
+
+from pipeline.errors import ConfigError
+
+_SIZE = re.compile(r"\s*[0-9]+(\.[0-9]+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", re.IGNORECASE)
+
+
+def memory_limit() -> str | None:
+    """``VASOFLOW_MEMORY_LIMIT`` checked (a size such as ``3GB`` or ``512MiB``), or None."""
+    value = os.environ.get("VASOFLOW_MEMORY_LIMIT", "").strip()
+    if not value:
+        return None
+    if not _SIZE.fullmatch(value):
+        raise ConfigError(f"VASOFLOW_MEMORY_LIMIT: {value!r} is not a size such as 3GB or 512MiB")
+    return value
+
+
+def connect(db_path: Path, **kwargs) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect(db_path)`` with the memory limit, spill folder and thread cap applied."""
+    con = duckdb.connect(str(db_path), **kwargs)
+    threads = os.environ.get("VASOFLOW_THREADS", "").strip()
+    if threads:
+        if not threads.isdigit() or int(threads) < 1:
+            con.close()
+            raise ConfigError(f"VASOFLOW_THREADS: {threads!r} is not a positive integer")
+        con.execute(f"SET threads = {int(threads)}")
+    limit = memory_limit()
+    if limit:
+        spill = Path(str(db_path) + ".spill")
+        con.execute(f"SET memory_limit = '{limit}'")  # checked by memory_limit(): digits and a unit
+        con.execute("SET temp_directory = ?", [str(spill)])
+    return con
