@@ -209,6 +209,8 @@ class Accept:
     warning: str | None = None
     check: Callable | None = None
     note: str = ""
+    # True when the case deletes source rows (quarantined ones may go with them).
+    removes_rows: bool = False
 
 
 def _value(con, sql: str):
@@ -308,7 +310,7 @@ CASES: dict[str, tuple[Callable[[Path], None], Reject | Quarantine | Accept]] = 
     "gzip_instead_of_csv": (to_format("inputevents", ".csv.gz"), Accept()),
     "parquet_instead_of_csv": (to_format("icustays", ".parquet"), Accept()),
     "no_ne_rows": (lambda s: _write_rows(s, "inputevents", [r for r in _rows(s, "inputevents") if r[7] != NE_ITEMID]),
-                   Accept(warning=None, check=lambda con: _value(
+                   Accept(warning=None, removes_rows=True, check=lambda con: _value(
                        con, f"SELECT count(*) FROM raw_inputevents WHERE itemid = {NE_ITEMID}") == 0)),
 }
 
