@@ -129,6 +129,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config_path = Path(args.config) if args.config else None
     # Bad input fails here, in about a second, whatever the mode (no engine started yet).
     config = preflight(source, config_path)
+    from pipeline.run import check_engine
+
+    check_engine(args.engine)  # a missing Java or pyspark stops here, before any step
     use_prefect = args.prefect
     if use_prefect is None:  # default: the Prefect flow only when a Prefect server is configured
         if os.environ.get("PREFECT_API_URL") or _prefect_may_be_configured():

@@ -355,7 +355,10 @@ def test_a_full_disk_is_one_line_and_latest_stays(first_run, root, synth_source,
     code = main(["run", "--no-prefect", "--source", str(synth_source), "--out", str(root), "--config", str(config)])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.count("\n") == 1 and "no space left on device" in err and "Traceback" not in err
+    errors = [ln for ln in err.splitlines() if ln.startswith("vasoflow: error: ")]
+    assert len(errors) == 1 and "no space left on device" in errors[0] and "Traceback" not in err
+    # the rest is the per-step progress lines only
+    assert all(ln.startswith("vasoflow: ") for ln in err.splitlines()), err
     assert (root / "latest").resolve() == before
 
 
