@@ -10,7 +10,9 @@ into place:
 * ``attrition.parquet``: one row per cohort filter (step, description, n_stays, n_patients,
   n_excluded, ...);
 * ``ne_timeline.parquet``: one row per resolved NE rate interval of each cohort stay's index
-  episode (stay_id, starttime, endtime, ne_rate_mcg_kg_min, ne_rate_mcg_min).
+  episode (stay_id, starttime, endtime, ne_rate_mcg_kg_min, ne_rate_mcg_min);
+* ``hourly_panel.parquet``: one row per cohort stay and hour from time zero to the end of the
+  [tte] decision window or death (``mart_hourly_panel``; the person-time of pipeline/tte).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ COHORT_RELATIONS = (
     "mart_attrition",
     "mart_cohort",
     "mart_ne_timeline",
+    "mart_hourly_panel",
 )
 
 REQUIRED_RELATIONS = ("source_table", "valid_icustays", "valid_inputevents", "valid_patients", "valid_admissions")
@@ -61,6 +64,7 @@ class CohortResult:
     cohort_path: Path
     attrition_path: Path
     ne_timeline_path: Path
+    hourly_panel_path: Path
     n_rows: int
     n_timeline_rows: int
     attrition: pl.DataFrame
@@ -116,6 +120,7 @@ def build_cohort(
             cohort = con.execute("SELECT * FROM mart_cohort ORDER BY stay_id").pl()
             attrition = con.execute("SELECT * FROM mart_attrition ORDER BY step").pl()
             timeline = con.execute("SELECT * FROM mart_ne_timeline ORDER BY stay_id, starttime").pl()
+            panel = con.execute("SELECT * FROM mart_hourly_panel ORDER BY stay_id, hour").pl()
             cohort = validate_cohort(cohort, config)
             con.execute("COMMIT")
         except BaseException:
@@ -125,15 +130,17 @@ def build_cohort(
         con.close()
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {name: out_dir / f"{name}.parquet" for name in ("cohort", "attrition", "ne_timeline")}
+    paths = {name: out_dir / f"{name}.parquet" for name in ("cohort", "attrition", "ne_timeline", "hourly_panel")}
     write_parquet_atomic(cohort, paths["cohort"])
     write_parquet_atomic(attrition, paths["attrition"])
     write_parquet_atomic(timeline, paths["ne_timeline"])
+    write_parquet_atomic(panel, paths["hourly_panel"])
     counts = dict(cohort.group_by("exposure").len().iter_rows()) if cohort.height else {}
     return CohortResult(
         cohort_path=paths["cohort"],
         attrition_path=paths["attrition"],
         ne_timeline_path=paths["ne_timeline"],
+        hourly_panel_path=paths["hourly_panel"],
         n_rows=cohort.height,
         n_timeline_rows=timeline.height,
         attrition=attrition,

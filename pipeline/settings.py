@@ -210,6 +210,15 @@ class TteSettings(_Section):
     grace_hours: int = Field(ge=1, le=24 * 30)
     decision_window_hours: float = Field(gt=0, le=24 * 365)
     reference_strategies: list[str] = Field(min_length=1)
+    censoring_baseline_covariates: list[str] = []
+    positivity_min_following: int = Field(default=20, ge=1, le=COUNT_MAX)
+    positivity_min_initiators: int = Field(default=10, ge=1, le=COUNT_MAX)
+    weight_truncation_percentile: float = Field(default=100.0, gt=50, le=100)
+    n_bootstrap: int = Field(default=50, ge=0, le=100_000)
+    bootstrap_seed: int = Field(default=20100101, ge=0, le=SEED_MAX)
+    bootstrap_workers: int = Field(default=2, ge=1, le=256)
+
+    _check_covariates = field_validator("censoring_baseline_covariates")(_covariates)
 
     @field_validator("strategy_thresholds_ne_mcg_kg_min")
     @classmethod
