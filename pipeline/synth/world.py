@@ -105,12 +105,6 @@ def _post_shock_invert(t0_h: np.ndarray, need: np.ndarray, scale: np.ndarray, pr
     return t
 
 
-def _post_rate_per_hour(h: float, prm: SynthParams) -> float:
-    """Post-shock baseline hazard per hour in hour h (piece of post_hazard_per_day at h)."""
-    k = int(np.searchsorted(np.array(prm.post_breaks_days) * 24.0, h, side="right"))
-    return prm.post_hazard_per_day[k] / 24.0
-
-
 @dataclass
 class Course:
     """One simulated course per patient. Hours are float hours after time zero."""
@@ -131,22 +125,37 @@ class Course:
 def simulate(base: Baseline, prm: SynthParams, seed: int, strategy: tuple | None = None, *,
              window_hours: float = 72.0, grace_hours: int = 1, keep_hourly: bool = False) -> Course:
     """Run the hourly world for ``base``'s patients under ``strategy`` (None = natural course)."""
-    n = base.n
+    return simulate_many(base, prm, seed, [strategy], window_hours=window_hours, grace_hours=grace_hours,
+                         keep_hourly=keep_hourly)[0]
+
+
+def simulate_many(base: Baseline, prm: SynthParams, seed: int, strategies: list, *,
+                  window_hours: float = 72.0, grace_hours: int = 1, keep_hourly: bool = False) -> list[Course]:
+    """The same patients under each of ``strategies`` (None = natural course), with common
+    random numbers: the draws of hour h are made once and shared by every strategy. Only the
+    patients still alive on NE are stepped; after NE stops, the post-shock death time is drawn
+    by inverting its cumulative hazard."""
+    n1 = base.n
+    S = len(strategies)
+    n = n1 * S
     H = prm.max_shock_hours
+    pid = np.tile(np.arange(n1), S)  # element -> patient
+    kind = np.repeat([0 if st is None else 1 if st[0] == "never" else 2 for st in strategies], n1)
+    thr = np.repeat([st[1] if (st is not None and st[0] == "threshold") else np.inf for st in strategies], n1)
     ladder = np.array(prm.titration_levels_mcg_kg_min)
-    s = base.severity
-    lp_age = prm.b_age_per_10y * (base.age - 65.0) / 10.0
-    lp_shock = np.log(prm.shock_hazard_per_hour) + lp_age + prm.b_severity * s
-    lp_rrt = (np.log(prm.rrt_hazard_per_day / 24.0) + prm.c_rrt_creatinine_per_mg_dl * (base.creatinine - 1.5)
-              + prm.c_rrt_severity * s)
-    post_scale = np.exp(lp_age + prm.b_severity_post * s)
-    m = base.m0.copy()
-    alive = np.ones(n, dtype=bool)
-    on = np.ones(n, dtype=bool)
-    vp_on = base.vp_before.copy()
-    vp_h = np.where(base.vp_before, 0, -1)
+    sev = base.severity[pid]
+    lp_age = prm.b_age_per_10y * (base.age[pid] - 65.0) / 10.0
+    lp_shock = np.log(prm.shock_hazard_per_hour) + lp_age + prm.b_severity * sev
+    lp_rrt = (np.log(prm.rrt_hazard_per_day / 24.0) + prm.c_rrt_creatinine_per_mg_dl * (base.creatinine[pid] - 1.5)
+              + prm.c_rrt_severity * sev)
+    e_death = base.e_death[pid]
+    e_rrt = base.e_rrt[pid]
+    drift = base.drift[pid]
+    m = base.m0[pid].copy()
+    vp_on = base.vp_before[pid].copy()
+    vp_h = np.where(vp_on, 0, -1)
     rate_vp = np.full(n, np.nan)
-    reached_h = np.full(n, -1)  # first hour with rate >= X (threshold strategies)
+    reached_h = np.full(n, -1)
     charted = np.zeros(n)
     cum = np.zeros(n)
     cum_r = np.zeros(n)
@@ -156,81 +165,94 @@ def simulate(base: Baseline, prm: SynthParams, seed: int, strategy: tuple | None
     rate_m = np.zeros((n, H), dtype=np.float32) if keep_hourly else None
     map_m = np.full((n, H), np.nan, dtype=np.float32) if keep_hourly else None
     lac_m = np.full((n, H), np.nan, dtype=np.float32) if keep_hourly else None
-    h_end = H
+    act = np.arange(n)  # elements alive and on NE at the start of the hour
     for h in range(H):
-        if not (alive & on).any():
-            h_end = h
+        if not len(act):
             break
         g = np.random.default_rng([seed, 7, h])
-        z = g.normal(0.0, 1.0, n)
-        u = g.random(n)
-        zm = g.normal(0.0, 1.0, n)
-        zl = g.normal(0.0, 1.0, n)
+        p = pid[act]
+        z = g.normal(0.0, 1.0, n1)[p]
+        u = g.random(n1)[p]
+        zm = g.normal(0.0, 1.0, n1)[p]
         if h > 0:
-            m += base.drift - prm.recovery_per_h2 * h + prm.noise_sd_per_h * z
-        need = np.exp(m - prm.vp_ne_sparing_log * vp_on)
-        act = alive & on
-        stops = act & (need < prm.ne_stop_below_mcg_kg_min) & (h > 0)
-        on &= ~stops
-        stop = np.where(stops, h, stop)
-        act = alive & on
+            m[act] += drift[act] - prm.recovery_per_h2 * h + prm.noise_sd_per_h * z
+        need = np.exp(m[act] - prm.vp_ne_sparing_log * vp_on[act])
+        stops = (need < prm.ne_stop_below_mcg_kg_min) & (h > 0)
+        if stops.any():
+            stop[act[stops]] = h
+            vp_on[act[stops]] = False
+            charted[act[stops]] = 0.0
+            keep = ~stops
+            act, p, need, z, u, zm = act[keep], p[keep], need[keep], z[keep], u[keep], zm[keep]
+        ch = charted[act]
         need_c = np.maximum(need, ladder[0])
-        move = act & ((charted == 0) | (np.abs(np.log(need_c) - np.log(np.where(charted > 0, charted, 1.0)))
-                                         > prm.titration_hysteresis_log))
-        charted = np.where(move, _ladder_round(need_c, ladder), charted)
-        charted = np.where(act, charted, 0.0)
-        ldose = np.log(np.where(act, charted, 0.1) / 0.1)
-        mp = (prm.map_base_mmhg - prm.map_per_severity_mmhg * s - prm.map_per_log_dose_mmhg * ldose
-              + prm.map_vp_mmhg * vp_on + prm.map_noise_sd_mmhg * zm)
+        move = (ch == 0) | (np.abs(np.log(need_c) - np.log(np.where(ch > 0, ch, 1.0))) > prm.titration_hysteresis_log)
+        ch = np.where(move, _ladder_round(need_c, ladder), ch)
+        charted[act] = ch
+        ldose = np.log(ch / 0.1)
+        s_a = sev[act]
+        von = vp_on[act]
+        mp = (prm.map_base_mmhg - prm.map_per_severity_mmhg * s_a - prm.map_per_log_dose_mmhg * ldose
+              + prm.map_vp_mmhg * von + prm.map_noise_sd_mmhg * zm)
         mp = np.round(np.clip(mp, 35, 140))
         # VP decision in this hour
-        cand = act & (vp_h < 0)
-        logit = prm.vp_logit_intercept + prm.vp_logit_per_log_dose * ldose + prm.vp_logit_per_10mmhg_below_65 * (65.0 - mp) / 10.0
+        cand = vp_h[act] < 0
+        logit = (prm.vp_logit_intercept + prm.vp_logit_per_log_dose * ldose
+                 + prm.vp_logit_per_10mmhg_below_65 * (65.0 - mp) / 10.0)
         natural = u < 1.0 / (1.0 + np.exp(-logit))
-        if strategy is None or h >= window_hours:
-            start = cand & natural
-        elif strategy[0] == "never":
-            start = np.zeros(n, dtype=bool)
+        k = kind[act]
+        if h < window_hours:
+            rh = reached_h[act]
+            newly = (k == 2) & (rh < 0) & (ch >= thr[act] - 1e-9)
+            rh = np.where(newly, h, rh)
+            reached_h[act] = rh
+            in_grace = (rh >= 0) & (h < rh + grace_hours)
+            last = (rh >= 0) & (h == rh + grace_hours - 1)
+            start = cand & np.where(k == 0, natural, np.where(k == 1, False, in_grace & (natural | last)))
         else:
-            x = strategy[1]
-            newly = act & (reached_h < 0) & (charted >= x - 1e-9)
-            reached_h = np.where(newly, h, reached_h)
-            in_grace = (reached_h >= 0) & (h < reached_h + grace_hours)
-            last = (reached_h >= 0) & (h == reached_h + grace_hours - 1)
-            start = cand & in_grace & (natural | last)
-        vp_h = np.where(start, h, vp_h)
-        rate_vp = np.where(start, charted, rate_vp)
+            start = cand & natural
+        sa = act[start]
+        vp_h[sa] = h
+        rate_vp[sa] = ch[start]
         # hazards of this hour (VP from the hour after its start)
-        lam = np.where(act, np.exp(lp_shock + prm.b_dose_per_log * ldose + prm.b_vp * vp_on), 0.0)
-        post = alive & ~on
-        lam = lam + np.where(post, _post_rate_per_hour(h, prm) * post_scale, 0.0)
-        lam_r = np.where(act & np.isinf(rrt), np.exp(lp_rrt + prm.c_rrt_per_log_dose * ldose), 0.0)
-        dies = alive & (cum + lam >= base.e_death)
-        frac = np.where(dies, (base.e_death - cum) / np.where(lam > 0, lam, 1.0), 0.0)
-        gets_rrt = np.isinf(rrt) & (cum_r + lam_r >= base.e_rrt)
-        frac_r = np.where(gets_rrt, (base.e_rrt - cum_r) / np.where(lam_r > 0, lam_r, 1.0), 0.0)
-        gets_rrt &= ~dies | (frac_r < frac)
-        rrt = np.where(gets_rrt, h + frac_r, rrt)
-        cum_r += lam_r
-        death = np.where(dies, h + frac, death)
-        cum += lam
+        lam = np.exp(lp_shock[act] + prm.b_dose_per_log * ldose + prm.b_vp * von)
+        lam_r = np.where(np.isinf(rrt[act]), np.exp(lp_rrt[act] + prm.c_rrt_per_log_dose * ldose), 0.0)
+        c0 = cum[act]
+        dies = c0 + lam >= e_death[act]
+        frac = np.where(dies, (e_death[act] - c0) / lam, 0.0)
+        cr = cum_r[act]
+        gets = (lam_r > 0) & (cr + lam_r >= e_rrt[act])
+        frac_r = np.where(gets, (e_rrt[act] - cr) / np.where(lam_r > 0, lam_r, 1.0), 0.0)
+        gets &= ~dies | (frac_r < frac)
+        rrt[act[gets]] = h + frac_r[gets]
+        cum_r[act] = cr + lam_r
+        death[act[dies]] = h + frac[dies]
+        cum[act] = c0 + lam
         if keep_hourly:
-            rate_m[:, h] = charted
-            map_m[:, h] = np.where(act, mp, np.nan)
-            lac = np.exp(np.log(prm.lactate_median_mmol_l) + prm.lactate_per_severity * s
-                         + prm.lactate_per_log_dose * ldose + prm.lactate_noise_sd * (0.7 * base.lactate_noise + 0.7 * zl))
-            lac_m[:, h] = np.where(act, np.round(np.clip(lac, 0.4, 20.0), 1), np.nan)
-        alive &= ~dies
-        vp_on |= (vp_h >= 0) & (vp_h <= h) & act
-        vp_on &= on
-    # after the last simulated hour: post-shock hazard to the end of time
-    rest = alive
-    if rest.any():
-        idx = np.flatnonzero(rest)
-        scale = np.exp(lp_age[idx] + prm.b_severity_post * s[idx])
-        death[idx] = _post_shock_invert(np.full(len(idx), float(h_end)), base.e_death[idx] - cum[idx], scale, prm)
-    return Course(rate=rate_m, map_mmhg=map_m, lactate=lac_m, vp_start_hour=vp_h, ne_stop_hour=stop,
-                  death_hour=death, rrt_hour=rrt, rate_at_vp=rate_vp)
+            zl = g.normal(0.0, 1.0, n1)[p]
+            rate_m[act, h] = ch
+            map_m[act, h] = mp
+            lac = np.exp(np.log(prm.lactate_median_mmol_l) + prm.lactate_per_severity * s_a
+                         + prm.lactate_per_log_dose * ldose
+                         + prm.lactate_noise_sd * (0.7 * base.lactate_noise[p] + 0.7 * zl))
+            lac_m[act, h] = np.round(np.clip(lac, 0.4, 20.0), 1)
+        vp_on[sa] = True
+        act = act[~dies]
+    # NE still running after the last simulated hour: stopped there
+    stop[act] = np.minimum(stop[act], H)
+    # post-shock: from the stop hour, for everyone alive then
+    post = np.flatnonzero(np.isinf(death))
+    if len(post):
+        scale = np.exp(lp_age[post] + prm.b_severity_post * sev[post])
+        death[post] = _post_shock_invert(stop[post].astype(float), e_death[post] - cum[post], scale, prm)
+    out = []
+    for i in range(S):
+        sl = slice(i * n1, (i + 1) * n1)
+        out.append(Course(
+            rate=rate_m[sl] if keep_hourly else None, map_mmhg=map_m[sl] if keep_hourly else None,
+            lactate=lac_m[sl] if keep_hourly else None, vp_start_hour=vp_h[sl], ne_stop_hour=stop[sl],
+            death_hour=death[sl], rrt_hour=rrt[sl], rate_at_vp=rate_vp[sl]))
+    return out
 
 
 def strategies_of(tte) -> list[tuple]:
@@ -240,12 +262,14 @@ def strategies_of(tte) -> list[tuple]:
     return out
 
 
-def run_strategies(prm: SynthParams, n: int, seed: int, tte) -> dict[str, Course]:
+def run_strategies(prm: SynthParams, n: int, seed: int, tte) -> dict:
+    """Natural course and every strategy of the protocol for the same ``n`` patients."""
     base = baseline(np.random.default_rng([seed, 3]), n, prm)
-    runs = {"natural": simulate(base, prm, seed, None, window_hours=tte.decision_window_hours,
-                                grace_hours=tte.grace_hours)}
-    for st in strategies_of(tte):
-        runs[strategy_id(st)] = simulate(base, prm, seed, st, window_hours=tte.decision_window_hours,
-                                         grace_hours=tte.grace_hours)
-    runs["_base"] = base  # type: ignore[assignment]
+    sts = strategies_of(tte)
+    courses = simulate_many(base, prm, seed, [None, *sts], window_hours=tte.decision_window_hours,
+                            grace_hours=tte.grace_hours)
+    runs: dict = {"natural": courses[0]}
+    for st, c in zip(sts, courses[1:]):
+        runs[strategy_id(st)] = c
+    runs["_base"] = base
     return runs
