@@ -228,3 +228,22 @@ def test_quarantine_rows_are_really_defective(synth):
     others = ie.filter(~pl.col("row_number").cast(pl.Int64).is_in(q["row_number"].to_list()))
     assert not others.filter(pl.col("endtime") < pl.col("starttime")).height
     assert not others.filter(pl.col("rate").cast(pl.Float64) < 0).height
+
+
+def test_true_effects_has_tte_truth_and_every_estimate(synth):
+    """true_effects.json: contract A's tte section, and a truth (or null with a reason) for every
+    estimate analyze() reports (its results.json top-level analyses)."""
+    import json
+
+    eff = json.loads(synth.effects_path.read_text())
+    tte = load_study_config().typed("tte")
+    assert eff["tte"]["n_simulated"] >= 100_000
+    assert [s["id"] for s in eff["tte"]["strategies"]] == (
+        [f"ne_{x:.2f}" for x in tte.strategy_thresholds_ne_mcg_kg_min] + ["never"])
+    est = eff["estimands"]
+    for name in ("descriptive.mortality", "descriptive.kaplan_meier", "vasst_hr", "vasst_comparison",
+                 "trial.time_varying", "trial.naive", "trial.landmark", "delayed_vp", "rrt", "tte"):
+        assert name in est, name
+        assert est[name]["truth"] is not None or est[name]["reason"], name
+    md = (synth.out_dir / "GENERATIVE_MODEL.md").read_text()
+    assert "In plain words" in md and "| ne_0.10 |" in md

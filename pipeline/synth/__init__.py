@@ -30,10 +30,10 @@ from pipeline.synth import tables
 from pipeline.synth.layout import D_ITEMS_ROWS, HEADERS
 from pipeline.synth.params import SynthParams
 from pipeline.synth.plan import DAY, EXPOSURE_CODES, ROLE_ANCHOR, plan, year_of
-from pipeline.synth.truth import timing_class, vasst_stratum, write_docs
+from pipeline.synth.truth import strategy_truth, strategy_truth_full, timing_class, vasst_stratum, write_docs
 from pipeline.synth.writer import seconds_to_datetime, write_table
 
-__all__ = ["SynthParams", "SynthResult", "generate", "synth_config"]
+__all__ = ["SynthParams", "SynthResult", "generate", "strategy_truth", "synth_config"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,8 @@ def synth_config() -> dict:
         "dod_coverage_days": study.get("outcomes.dod_coverage_days"),
         "min_age": study.get("cohort.min_age_years"),
         "p_hydrocortisone": SynthParams().p_hydrocortisone,
+        "tte_window_hours": float(study.typed("tte").decision_window_hours),
+        "tte_grace_hours": int(study.typed("tte").grace_hours),
     }
     # Items written must be items the study reads, else the truth would not be what the SQL sees.
     for key, ids, allowed in (
@@ -371,7 +373,8 @@ def generate(out_dir: Path, n_stays: int, seed: int, params: SynthParams | None 
     truth.write_parquet(truth_path, statistics=False)
     q_path = out_dir / "ground_truth_quarantine.parquet"
     quarantine.write_parquet(q_path, statistics=False)
-    write_docs(out_dir, prm, seed, n_stays, truth)
+    tte_full = strategy_truth_full(prm, prm.truth_n_simulated, prm.truth_seed, load_study_config().typed("tte"))
+    write_docs(out_dir, prm, seed, n_stays, truth, tte_full)
     return SynthResult(
         out_dir=out_dir, n_stays=n_stays, seed=seed, truth_path=truth_path, quarantine_path=q_path,
         effects_path=out_dir / "true_effects.json", model_path=out_dir / "GENERATIVE_MODEL.md",

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.synth import world
 from pipeline.synth.params import SynthParams
 
 MIN = 60
@@ -140,8 +141,9 @@ def plan(rng: np.random.Generator, n_patients: int, prm: SynthParams, cfg: dict)
     age = np.clip(np.round(rng.normal(prm.adult_age_mean_years, prm.adult_age_sd_years, P)), 18, 91)
     anchor_age = np.where(is_young, rng.integers(15, 18, P), age).astype(np.int64)
     n_prior = rng.choice(3, size=P, p=prm.p_prior_admissions)
-    exposure = rng.choice(4, size=P, p=prm.p_exposure)  # EXPOSURE_CODES
-    has_pressor = exposure > 0
+    has_pressor = rng.random(P) >= prm.p_no_pressor
+    # EXPOSURE_CODES; ne_only becomes vp_added when the hourly world starts VP (below)
+    exposure = np.where(has_pressor, np.where(rng.random(P) < prm.p_vp_before_ne, 3, 1), 0)
     septic = rng.random(P) < np.where(has_pressor, prm.p_septic_if_pressor, prm.p_septic_if_no_pressor)
     has_readm = rng.random(P) < prm.p_readmission_stay
     readm_ne = has_readm & (rng.random(P) < prm.p_readmission_gets_ne)
@@ -154,115 +156,125 @@ def plan(rng: np.random.Generator, n_patients: int, prm: SynthParams, cfg: dict)
     intime = admit + rng.integers(0, 36 * HOUR, P)
     index = ceil_minute(intime) + rng.integers(10, 721, P) * MIN  # NE start (pressor stays)
 
-    # ------------------------------------------------------------------ anchor NE rows
+    # ------------------------------------------------------------------ hourly shock world
     ids = cfg["itemids"]
     p_idx = np.flatnonzero(has_pressor)
     n = len(p_idx)
-    exp_p = exposure[p_idx]
-    is_vpa = exp_p == 2
+    age_anchor = anchor_age + year_of(admit) - anchor_year
+    vp_before = (exposure == 3)[p_idx]
+    base = world.baseline(rng, n, prm, age=age_anchor[p_idx].astype(float), vp_before=vp_before)
+    course = world.simulate(base, prm, int(rng.integers(0, 2**31 - 1)), None,
+                            window_hours=cfg["tte_window_hours"], grace_hours=cfg["tte_grace_hours"],
+                            keep_hourly=True)
+    H = prm.max_shock_hours
+    R = np.round(course.rate.astype(np.float64), 3)
     weight = np.round(np.clip(rng.normal(82, 20, n), 40, 180), 1)
-    K = rng.integers(prm.ne_rows_min, prm.ne_rows_max + 1, n)
-    # Target NE rate at VP start (vp_added) spread over every timing class; peak rate otherwise.
-    cls = rng.choice(4, size=n, p=[0.2, 0.3, 0.3, 0.2])
-    lo = np.array([0.03, 0.1, 0.25, 0.501])[cls]
-    hi = np.array([0.099, 0.249, 0.5, 1.2])[cls]
-    target = np.round(rng.uniform(lo, hi), 3)
-    peak = np.round(np.clip(np.exp(rng.normal(np.log(0.15), 0.7, n)), 0.02, 1.5), 3)
-    trap = np.full(n, "", dtype=object)
-    u = rng.random(n)
-    c1 = prm.p_trap_rate_change_at_vp
-    c2 = c1 + prm.p_trap_same_minute
-    c3 = c2 + prm.p_trap_ne_paused_at_vp
-    c4 = c3 + prm.p_trap_boundary_rate
-    trap[is_vpa & (u < c1)] = "ne_rate_change_at_vp_minute"
-    trap[is_vpa & (u >= c1) & (u < c2)] = "ne_and_vp_same_minute"
-    trap[is_vpa & (u >= c2) & (u < c3)] = "ne_paused_at_vp"
-    bnd = is_vpa & (u >= c3) & (u < c4)
-    trap[bnd] = "boundary_rate"
-    # (rate mcg/kg/min, weight kg) pairs landing exactly on the thresholds: 0.1 x 50 = 5 mcg/min
-    # (less_severe entry), 0.2 x 75 = 15 (more_severe), 0.5 x 70 = 35 (ssc_window, not delayed),
-    # 0.4 x 100 = 40 (delayed by the absolute rule only), 0.25 x 80 (ssc_window lower edge).
-    pairs = np.array([[0.1, 50.0], [0.2, 75.0], [0.5, 70.0], [0.4, 100.0], [0.25, 80.0]])
-    pick = rng.integers(0, len(pairs), n)
-    target = np.where(bnd, pairs[pick, 0], target)
-    weight = np.where(bnd, pairs[pick, 1], weight)
-    peak_rate = np.where(is_vpa, target, peak)
-    j = rng.integers(0, K - 1)  # row covering VP start; never the last row
-    j = np.where(trap == "ne_and_vp_same_minute", 0, j)
-    j = np.where(trap == "ne_rate_change_at_vp_minute", np.maximum(j, 1), j)
-    owner, pos, first, dur, delta, rate = _titration_rows(
-        rng, n, prm, peak_rate, np.where(is_vpa, j, rng.integers(0, K)), K
-    )
-    at_j = pos == j[owner]
-    paused = (trap == "ne_paused_at_vp")[owner] & at_j
-    delta[paused] = rng.integers(15, 46, int(paused.sum()))
-    start = grouped_exclusive_cumsum(dur + delta, owner, first)
-    end = start + dur
-    ne_end_rel = end[first + K - 1]
-    # VP start (minutes after NE start) for vp_added.
-    dj = dur[first + j]
-    sj = start[first + j]
-    offset = (rng.random(n) * (dj - 6)).astype(np.int64) + 1  # 1 .. dj-6
-    vp_rel = sj + offset
-    zero_off = np.isin(trap, ["ne_rate_change_at_vp_minute", "ne_and_vp_same_minute"])
-    vp_rel = np.where(zero_off, sj, vp_rel)
-    gap_j = delta[first + j]
-    vp_rel = np.where(trap == "ne_paused_at_vp", end[first + j] + 1 + (rng.random(n) * (gap_j - 2)).astype(np.int64), vp_rel)
-    # Weight drifts on later rows for some stays (re-weighed); never on the row covering VP.
-    drift = rng.random(n) < 0.1
-    w_row = weight[owner].copy()
-    after = np.where(is_vpa[owner], start > vp_rel[owner], pos >= 1)
-    dmask = drift[owner] & after
-    w_row[dmask] = np.round(w_row[dmask] + rng.uniform(-3, 3, int(dmask.sum())), 1)
+    bw = rng.random(n) < prm.p_boundary_weight
+    weight = np.where(bw, np.array([50.0, 70.0, 75.0, 80.0, 100.0])[rng.integers(0, 5, n)], weight)
     rel_index = index[p_idx]
+    death_h = course.death_hour
+    death_rel_min = np.where(np.isfinite(death_h), np.ceil(np.minimum(death_h, 1e7) * 60.0), 1e9).astype(np.int64)
+
+    # NE segments: constant charted rate between hourly change points
+    Rp = np.zeros((n, H + 2))
+    Rp[:, 1:-1] = R
+    bi, bh = np.nonzero(Rp[:, 1:] != Rp[:, :-1])  # boundary hours (row-major: by patient, hour)
+    same = bi[1:] == bi[:-1]
+    s_owner = bi[:-1][same]
+    s_h0 = bh[:-1][same]
+    s_h1 = bh[1:][same]
+    s_rate = R[s_owner, np.minimum(s_h0, H - 1)]
+    keep = s_rate > 0
+    s_owner, s_h0, s_h1, s_rate = s_owner[keep], s_h0[keep], s_h1[keep], s_rate[keep]
+    n_seg = np.bincount(s_owner, minlength=n)
+    _, s_pos, s_first = groups(n_seg)
+    s_last = s_pos == n_seg[s_owner] - 1
+    m_rows = len(s_owner)
+    start = s_h0 * 60
+    end = s_h1 * 60
+    u = rng.random(m_rows)
+    delta = np.zeros(m_rows, dtype=np.int64)
+    ov = ~s_last & (u < prm.p_row_overlap)
+    gp = ~s_last & (u >= prm.p_row_overlap) & (u < prm.p_row_overlap + prm.p_row_gap)
+    delta[ov] = -rng.integers(1, 6, int(ov.sum()))
+    delta[gp] = rng.integers(5, 26, int(gp.sum()))
+    end = end - delta  # overlap: runs on past the boundary; gap: stops before it (Paused)
+
+    # VP start (natural course): in the decision hour, at minute 0 (same minute as the NE start
+    # or an NE rate change) or 1-30 min into it; sometimes during an NE pause at a rate change.
+    vh = course.vp_start_hour
+    has_vp = (vh >= 0) & ~vp_before
+    vh_c = np.where(has_vp, vh, 0)
+    seg_at = np.zeros((n, H + 1), dtype=bool)
+    seg_at[s_owner, s_h0] = True
+    boundary_at_vp = has_vp & (vh_c >= 1) & seg_at[np.arange(n), vh_c]
+    off = rng.integers(1, 31, n)
+    same_min = rng.random(n) < np.where(vh_c == 0, 0.5, prm.p_vp_same_minute)
+    off = np.where(same_min, 0, off)
+    paused = boundary_at_vp & (rng.random(n) < prm.p_trap_ne_paused_at_vp)
+    g_min = rng.integers(15, 46, n)
+    off = np.where(paused, 1 + (rng.random(n) * (g_min - 2)).astype(np.int64), off)
+    # the NE segment starting at the VP hour starts g_min later; the one before ends at the hour
+    seg_p = paused[s_owner] & (s_h0 == vh_c[s_owner])
+    start = np.where(seg_p, start + g_min[s_owner], start)
+    prev = np.flatnonzero(seg_p) - 1
+    end[prev] = s_h0[prev + 1] * 60
+    delta[prev] = g_min[s_owner[prev]]
+    vp_rel = vh_c * 60 + off  # minutes after NE start
+    # weight drifts on later rows for some stays (re-weighed); never on the row covering VP
+    drift = rng.random(n) < 0.1
+    w_row = weight[s_owner].copy()
+    after = np.where(has_vp[s_owner], start > vp_rel[s_owner], s_pos >= 1)
+    dmask = drift[s_owner] & after
+    w_row[dmask] = np.round(w_row[dmask] + rng.uniform(-3, 3, int(dmask.sum())), 1)
     ne_rows = Rows(
-        stay=p_idx[owner],  # pool key of the anchor stay = patient index (see stays below)
-        itemid=np.full(len(owner), ids["ne"]),
-        start_s=rel_index[owner] + start * MIN,
-        end_s=rel_index[owner] + end * MIN,
-        rate=rate.astype(float),
-        rateuom=np.full(len(owner), "mcg/kg/min", dtype=object),
-        weight=w_row,
-        order=p_idx[owner] * 10 + 0,
-        kind=np.full(len(owner), "ne", dtype=object),
-        is_last=pos == K[owner] - 1,
+        stay=p_idx[s_owner], itemid=np.full(m_rows, ids["ne"]),
+        start_s=rel_index[s_owner] + start * MIN, end_s=rel_index[s_owner] + end * MIN,
+        rate=s_rate.astype(float), rateuom=np.full(m_rows, "mcg/kg/min", dtype=object), weight=w_row,
+        order=p_idx[s_owner] * 10 + 0, kind=np.full(m_rows, "ne", dtype=object), is_last=s_last,
         next_gap_min=delta,
     )
-    ne_rate_at_vp = np.where(trap == "ne_paused_at_vp", 0.0, rate[first + j])
-    ne_w_at_vp = w_row[first + j]
+    ne_end_rel = np.minimum(end[s_first + n_seg - 1], death_rel_min)
+    ne_rate_at_vp = np.where(has_vp, np.where(paused, 0.0, R[np.arange(n), vh_c]), np.nan)
+    ne_w_at_vp = weight
+    trap = np.full(n, "", dtype=object)
+    thresholds_min = np.array([cfg["vasst_entry"], cfg["vasst_more_severe"], cfg["timing_delayed_mcg_min"]])
+    thresholds_kg = np.array([cfg["timing_recommended"], cfg["timing_ssc"], cfg["timing_delayed"]])
+    on_edge = (np.abs(ne_rate_at_vp[:, None] * weight[:, None] - thresholds_min[None, :]) < 1e-9).any(1) | (
+        np.abs(ne_rate_at_vp[:, None] - thresholds_kg[None, :]) < 1e-9).any(1)
+    trap[has_vp & on_edge] = "boundary_rate"
+    trap[has_vp & same_min & boundary_at_vp] = "ne_rate_change_at_vp_minute"
+    trap[has_vp & same_min & (vh_c == 0)] = "ne_and_vp_same_minute"
+    trap[paused] = "ne_paused_at_vp"
 
     # ------------------------------------------------------------------ VP rows
     vp_units_min = rng.random(n) < prm.p_vp_units_min
-    M = rng.integers(1, 5, n)
-    has_vp_planned = is_vpa | (exp_p == 3)
-    later_vp = (exp_p == 1) & (rng.random(n) < prm.p_ne_only_later_vp)
+    later_vp = ~has_vp & ~vp_before & (rng.random(n) < prm.p_ne_only_later_vp)
     vp_start_rel = np.where(
-        is_vpa, vp_rel, np.where(exp_p == 3, -rng.integers(30, 241, n), ne_end_rel + rng.integers(7 * 60, 24 * 60 + 1, n))
+        has_vp, vp_rel, np.where(vp_before, -rng.integers(30, 241, n), ne_end_rel + rng.integers(7 * 60, 24 * 60 + 1, n))
     )
-    vsel = has_vp_planned | later_vp
-    vo, vpos, vfirst = groups(np.where(vsel, M, 0))
-    vdur = rng.integers(120, 901, len(vo))
-    vstart = vp_start_rel[vo] + grouped_exclusive_cumsum(vdur, vo, vfirst)
+    vp_end_rel = np.where(later_vp, vp_start_rel + rng.integers(120, 1801, n), ne_end_rel + rng.integers(0, 121, n))
+    vp_end_rel = np.maximum(vp_end_rel, vp_start_rel + 30)
+    vsel = has_vp | vp_before | later_vp
+    M = np.where(vsel, np.maximum(1, -(-(vp_end_rel - vp_start_rel) // 480)), 0)
+    vo, vpos, vfirst = groups(M)
+    vlen = (vp_end_rel - vp_start_rel)[vo]
+    vstart = vp_start_rel[vo] + vlen * vpos // M[vo]
+    vend = vp_start_rel[vo] + vlen * (vpos + 1) // M[vo]
     uh = np.array([2.4, 1.8, 1.2, 0.6])
     um = np.array([0.04, 0.03, 0.02, 0.01])
     pr = rng.choice(4, size=len(vo), p=[0.6, 0.25, 0.1, 0.05])
     vrate = np.where(vp_units_min[vo], um[pr], uh[pr])
     vp_rows = Rows(
-        stay=p_idx[vo],
-        itemid=np.full(len(vo), ids["vp"]),
-        start_s=rel_index[vo] + vstart * MIN,
-        end_s=rel_index[vo] + (vstart + vdur) * MIN,
-        rate=vrate,
-        rateuom=np.where(vp_units_min[vo], "units/min", "units/hour").astype(object),
-        weight=weight[vo],
-        order=p_idx[vo] * 10 + 1,
-        kind=np.full(len(vo), "vp", dtype=object),
-        is_last=vpos == np.where(vsel, M, 0)[vo] - 1,
+        stay=p_idx[vo], itemid=np.full(len(vo), ids["vp"]),
+        start_s=rel_index[vo] + vstart * MIN, end_s=rel_index[vo] + vend * MIN, rate=vrate,
+        rateuom=np.where(vp_units_min[vo], "units/min", "units/hour").astype(object), weight=weight[vo],
+        order=p_idx[vo] * 10 + 1, kind=np.full(len(vo), "vp", dtype=object), is_last=vpos == M[vo] - 1,
         next_gap_min=np.zeros(len(vo), dtype=np.int64),
     )
 
     # ------------------------------------------------------------------ other vasopressors
-    oth = rng.random(n) < prm.p_other_pressor
+    oth = (rng.random(n) < prm.p_other_pressor) & (ne_end_rel > 60)
     drug = rng.choice(4, size=n, p=[0.4, 0.3, 0.1, 0.2])  # epi, phe kg, phe mcg/min, dopamine
     o_item = np.array([ids["epi"], ids["phe"], ids["phe_mcg_min"], ids["dopa"]])[drug]
     o_uom = np.array(["mcg/kg/min", "mcg/kg/min", "mcg/min", "mcg/kg/min"], dtype=object)[drug]
@@ -276,7 +288,7 @@ def plan(rng: np.random.Generator, n_patients: int, prm: SynthParams, cfg: dict)
     )
     o_start = -120 + (rng.random(n) * (ne_end_rel - 30 + 120)).astype(np.int64)
     o_end = np.minimum(o_start + rng.integers(30, 601, n), ne_end_rel)
-    cover = oth & is_vpa & (rng.random(n) < 0.5)
+    cover = oth & has_vp & (rng.random(n) < 0.5)
     c_start = vp_rel - rng.integers(0, 121, n)
     c_start = np.where(rng.random(n) < 0.2, vp_rel, c_start)  # starts the same minute as VP
     o_start = np.where(cover, c_start, o_start)
@@ -330,37 +342,35 @@ def plan(rng: np.random.Generator, n_patients: int, prm: SynthParams, cfg: dict)
 
     anchor_rows = Rows.concat([ne_rows, vp_rows, oth_rows, bolus_rows])
 
-    # ------------------------------------------------------------------ severity, lactate
+    # ------------------------------------------------------------------ severity, lactate, death, RRT
     severe = np.zeros(P, dtype=bool)
-    ne_mcg_min_at_vp = ne_rate_at_vp * ne_w_at_vp
     peak_mcg_min = np.zeros(n)
-    np.maximum.at(peak_mcg_min, owner, rate * w_row)
-    sev_p = np.where(is_vpa, ne_mcg_min_at_vp >= cfg["vasst_more_severe"], peak_mcg_min >= cfg["vasst_more_severe"])
+    np.maximum.at(peak_mcg_min, s_owner, s_rate * w_row)
+    sev_p = np.where(has_vp, ne_rate_at_vp * ne_w_at_vp >= cfg["vasst_more_severe"], peak_mcg_min >= cfg["vasst_more_severe"])
     severe[p_idx] = sev_p
-    lactate = np.round(np.clip(np.exp(rng.normal(np.log(2.2) + 0.35 * severe, 0.5)), 0.5, 15.0), 1)
+    lactate = np.round(np.clip(np.exp(rng.normal(np.log(1.6), 0.5, P)), 0.5, 15.0), 1)
+    lactate[p_idx] = np.where(np.isnan(course.lactate[:, 0]), lactate[p_idx], course.lactate[:, 0])
     creat = np.round(np.clip(np.exp(rng.normal(np.log(1.4), 0.5, P)), 0.3, 12.0), 1)
-    age_anchor = anchor_age + year_of(admit) - anchor_year
+    creat[p_idx] = base.creatinine
+    # follow-up lactates every 6 h while on NE (decision window), 5-55 min into the hour
+    lac = course.lactate
+    li, lh = np.nonzero(~np.isnan(lac[:, 6:73:6]))
+    lh = (lh + 1) * 6
+    lab_fu = {"patient": p_idx[li], "time": rel_index[li] + lh * HOUR + rng.integers(5, 56, len(li)) * MIN,
+              "value": lac[li, lh].astype(float)}
+    lp = np.full(P, prm.b_age_per_10y) * (age_anchor - 65) / 10.0 + np.where(has_pressor, 0.0, prm.b_no_pressor)
+    lp[p_idx] += prm.b_severity * base.severity
 
-    # ------------------------------------------------------------------ death
     origin = np.where(has_pressor, index, intime)
-    v_h = np.full(P, np.inf)
+    t_h = sample_death_hours(rng, np.full(P, np.inf), lp, prm)  # stays without vasopressor
+    death = origin + np.ceil(t_h * 60.0).astype(np.int64) * MIN
+    death[p_idx] = rel_index + np.minimum(death_rel_min, 100 * 365 * 24 * 60) * MIN
     vp_planned_abs = np.full(P, -1, dtype=np.int64)
-    v_h[p_idx[is_vpa]] = vp_rel[is_vpa] / 60.0
-    v_h[p_idx[exp_p == 3]] = 0.0
-    vp_planned_abs[p_idx[is_vpa]] = (rel_index + vp_rel * MIN)[is_vpa]
-    lp = (
-        prm.b_age_per_10y * (age_anchor - 65) / 10.0
-        + prm.b_lactate_per_mmol_l * (lactate - 2.0)
-        + prm.b_severe * severe
-        + np.where(has_pressor, 0.0, prm.b_no_pressor)
-    )
-    t_h = sample_death_hours(rng, v_h, lp, prm)
-    death = origin + np.ceil(t_h * 60.0).astype(np.int64) * MIN  # true death, minute resolution
+    vp_planned_abs[p_idx[has_vp]] = (rel_index + vp_rel * MIN)[has_vp]
 
-    # ------------------------------------------------------------------ RRT (anchor stays)
-    lin_r = prm.c_rrt_creatinine_per_mg_dl * (creat - 1.5) + prm.c_rrt_severe * severe
-    r_days = rng.exponential(1.0, P) / (prm.rrt_hazard_per_day * np.exp(lin_r))
-    rrt_true = index + np.ceil(r_days * 24 * 60).astype(np.int64) * MIN
+    rrt_true = np.full(P, -1, dtype=np.int64)
+    rrt_true[p_idx] = np.where(np.isfinite(course.rrt_hour),
+                               rel_index + np.ceil(np.minimum(course.rrt_hour, 1e7) * 60).astype(np.int64) * MIN, -1)
     rrt_pre = has_pressor & (rng.random(P) < prm.p_rrt_before_index)
     span = (index - ceil_minute(intime)) // MIN
     rrt_pre_time = ceil_minute(intime) + (rng.random(P) * span).astype(np.int64) * MIN
@@ -457,7 +467,8 @@ def plan(rng: np.random.Generator, n_patients: int, prm: SynthParams, cfg: dict)
     rows.is_last = rows.is_last | cut
 
     # ------------------------------------------------------------------ stays table
-    vp_kept = (is_vpa & (vp_planned_abs[p_idx] < death[p_idx])) | (exp_p == 3)
+    exposure[p_idx[has_vp]] = 2
+    vp_kept = (has_vp & (vp_planned_abs[p_idx] < death[p_idx])) | vp_before
     stays = {
         "key": np.concatenate([np.arange(P), P + np.flatnonzero(readm_kept), pk]),
         "patient": np.concatenate([np.arange(P), np.flatnonzero(readm_kept), po]),
@@ -502,9 +513,17 @@ def plan(rng: np.random.Generator, n_patients: int, prm: SynthParams, cfg: dict)
         "later_vp_start": np.full(P, -1, dtype=np.int64),
     }
     anchor["trap"][p_idx] = trap
-    anchor["ne_rate_at_vp"][p_idx] = np.where(is_vpa, ne_rate_at_vp, np.nan)
-    anchor["ne_w_at_vp"][p_idx] = np.where(is_vpa, ne_w_at_vp, np.nan)
-    anchor["nee_at_vp"][p_idx] = np.where(is_vpa, nee_planned, np.nan)
+    anchor["pressor_row"] = np.full(P, -1, dtype=np.int64)
+    anchor["pressor_row"][p_idx] = np.arange(n)
+    anchor["map_hourly"] = course.map_mmhg  # (pressor patients, hour) MAP charted at index + hour
+    anchor["lab_fu"] = lab_fu
+    anchor["severity"] = np.full(P, np.nan)
+    anchor["severity"][p_idx] = base.severity
+    anchor["vp_start_hour"] = np.full(P, -1, dtype=np.int64)
+    anchor["vp_start_hour"][p_idx] = np.where(has_vp, vh, -1)
+    anchor["ne_rate_at_vp"][p_idx] = np.where(has_vp, ne_rate_at_vp, np.nan)
+    anchor["ne_w_at_vp"][p_idx] = np.where(has_vp, ne_w_at_vp, np.nan)
+    anchor["nee_at_vp"][p_idx] = np.where(has_vp, nee_planned, np.nan)
     anchor["vp_kept"][p_idx] = vp_kept
     anchor["later_vp_planned"][p_idx] = later_vp
     anchor["later_vp_start"][p_idx] = np.where(later_vp, rel_index + vp_start_rel * MIN, -1)

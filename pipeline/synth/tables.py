@@ -326,18 +326,31 @@ def chartevents_frames(ctx, rng, cfg, rrt_chart: dict) -> Iterator[pl.DataFrame]
     an = ctx.anchor_of_stay
     n = len(s["stay_id"])
     art = ctx.art_line
+    is_anchor = s["role"] == ROLE_ANCHOR
+    hourly = ctx.anchor["map_hourly"]
     map_item = np.where(art, np.where(rng.random(n) < 0.1, cfg["map"][2], cfg["map"][0]), cfg["map"][1])
     for lo in range(0, n, CHART_CHUNK_STAYS):
         idx = np.arange(lo, min(n, lo + CHART_CHUNK_STAYS))
         t0 = -(-s["intime"][idx] // HOUR) * HOUR
+        ix = an["index"][idx]
+        t0 = np.where(ix >= 0, ix - ((ix - s["intime"][idx]) // HOUR) * HOUR, t0)  # shock clock
         nh = np.maximum((s["outtime"][idx] - t0) // HOUR + 1, 0)
         nh = np.where(t0 + (nh - 1) * HOUR >= s["outtime"][idx], nh - 1, nh)
         o, pos, _ = groups(nh)
         st = idx[o]
         ct = t0[o] + pos * HOUR
         m = len(o)
-        in_shock = (an["index"][st] >= 0) & (ct >= an["index"][st]) & (ct < an["index"][st] + 12 * HOUR)
-        mapv = np.round(np.clip(rng.normal(np.where(in_shock, 62, 74), 7), 35, 140))
+        # shock stays: MAP on the hours of the shock clock (index + k h), the hourly world's value
+        # while on NE, else noise around a recovered value
+        idx_t = an["index"][st]
+        has_i = idx_t >= 0
+        k_h = np.where(has_i, (ct - idx_t) // HOUR, -1)
+        mapv = np.round(np.clip(rng.normal(np.where(has_i & (k_h < 0), 66, 74), 7), 35, 140))
+        prow = np.where(has_i & is_anchor[st], ctx.anchor["pressor_row"][s["patient"][st]], -1)
+        ok = (prow >= 0) & (k_h >= 0) & (k_h < hourly.shape[1])
+        hv = np.full(m, np.nan)
+        hv[ok] = hourly[prow[ok], k_h[ok]]
+        mapv = np.where(np.isnan(hv), mapv, hv)
         hr = np.round(np.clip(rng.normal(95, 15, m), 40, 180))
         rr = np.round(np.clip(rng.normal(20, 4, m), 6, 45))
         # weights: admission weight 30 min after intime, daily weight every 24 h
@@ -397,10 +410,13 @@ def labevents_frame(ctx, rng, cfg) -> pl.DataFrame:
     cre = np.where(is_anchor, an["creatinine"], np.round(np.clip(np.exp(rng.normal(np.log(1.1), 0.4, n)), 0.3, 12), 1))
     cre_t = np.where(pressor, an["index"] - rng.integers(0, 361, n) * MIN, base_t + 10 * MIN)
     cre_t = np.maximum(cre_t, adm_t)
-    # follow-up lactates at +6 h and +12 h of the baseline
-    fo, fpos, _ = groups(np.where(pressor, 2, 0))
-    f_t = base_t[fo] + (fpos + 1) * 6 * HOUR
-    f_v = np.round(np.clip(lac[fo] * rng.uniform(0.5, 1.2, len(fo)), 0.4, 20), 1)
+    # follow-up lactates of the hourly world (every 6 h on NE in the decision window), anchor stays
+    fu = ctx.anchor["lab_fu"]
+    stay_of_patient = np.full(len(ctx.anchor["index"]), -1, dtype=np.int64)
+    stay_of_patient[s["patient"][is_anchor]] = np.flatnonzero(is_anchor)
+    fo = stay_of_patient[fu["patient"]]
+    f_t, f_v = fu["time"][fo >= 0], fu["value"][fo >= 0]
+    fo = fo[fo >= 0]
     # daily labs at 04:00 over the ICU stay
     day0 = s["intime"] // DAY * DAY + DAY + 4 * HOUR
     nd = np.maximum((s["outtime"] - day0) // DAY + 1, 0)

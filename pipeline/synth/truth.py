@@ -16,7 +16,8 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.synth.params import SynthParams
+from pipeline.synth import world
+from pipeline.synth.params import MEANINGS, SynthParams
 
 
 def vasst_stratum(ne_mcg_min: pl.Expr, cfg: dict) -> pl.Expr:
@@ -42,35 +43,150 @@ def timing_class(ne_mcg_kg_min: pl.Expr, ne_mcg_min: pl.Expr, cfg: dict) -> pl.E
     )
 
 
-def true_effects(prm: SynthParams, seed: int, n_stays: int, truth: pl.DataFrame) -> dict:
+_TRUTH_CACHE: dict[tuple, dict] = {}
+
+
+def _tte_key(tte) -> tuple:
+    return (tuple(float(x) for x in tte.strategy_thresholds_ne_mcg_kg_min), bool(tte.include_never_strategy),
+            int(tte.grace_hours), float(tte.decision_window_hours), tuple(tte.reference_strategies))
+
+
+def strategy_truth_full(prm: SynthParams, n: int, seed: int, tte) -> dict:
+    """The ``tte`` section of true_effects.json (contract A) plus natural-course population
+    values (key ``_natural``), from ``n`` patients re-simulated under every strategy with common
+    random numbers. Memoised in-process (same parameters, n, seed and protocol)."""
+    key = (prm.key(), n, seed, _tte_key(tte))
+    if key in _TRUTH_CACHE:
+        return _TRUTH_CACHE[key]
+    runs = world.run_strategies(prm, n, seed, tte)
+    nat = runs.pop("natural")
+    runs.pop("_base")
+    d28 = {k: c.risk(28) for k, c in runs.items()}
+    d90 = {k: c.risk(90) for k, c in runs.items()}
+    strategies = []
+    for st in world.strategies_of(tte):
+        sid = world.strategy_id(st)
+        c = runs[sid]
+        r28, r90 = float(d28[sid].mean()), float(d90[sid].mean())
+        strategies.append({
+            "id": sid, "threshold_ne_mcg_kg_min": None if st[0] == "never" else float(st[1]),
+            "grace_hours": int(tte.grace_hours), "risk_28d": r28, "risk_90d": r90,
+            "mc_se_28d": math.sqrt(r28 * (1 - r28) / n), "mc_se_90d": math.sqrt(r90 * (1 - r90) / n),
+            "rrt_risk_28d": float((c.rrt_hour <= 28 * 24.0).mean()),
+        })
+    ids = [x["id"] for x in strategies]
+    refs = [r if r == "never" else f"ne_{float(r[3:]):.2f}" for r in tte.reference_strategies]
+    contrasts = []
+    for ref in refs:
+        for sid in ids:
+            if sid == ref:
+                continue
+            diff28 = d28[sid].astype(float) - d28[ref]
+            r_ref = float(d28[ref].mean())
+            contrasts.append({
+                "strategy": sid, "reference": ref,
+                "risk_difference_28d": float(diff28.mean()),
+                "risk_ratio_28d": float(d28[sid].mean()) / r_ref if r_ref > 0 else None,
+                "risk_difference_90d": float((d90[sid].astype(float) - d90[ref]).mean()),
+                "mc_se_rd_28d": float(diff28.std() / math.sqrt(n)),
+            })
+    out = {"decision_window_hours": float(tte.decision_window_hours), "grace_hours": int(tte.grace_hours),
+           "n_simulated": int(n), "seed": int(seed), "strategies": strategies, "contrasts": contrasts,
+           "population": "patients starting NE for septic shock without VP before NE (the hourly world's "
+                         "shock population; ages as the adult cohort)",
+           "_natural": _natural_values(nat)}
+    _TRUTH_CACHE[key] = out
+    return out
+
+
+def _natural_values(nat: world.Course) -> dict:
+    """Population values of the descriptive quantities in the natural course (no intervention)."""
+    import numpy as np
+
+    d28 = nat.risk(28)
+    vp = nat.vp_start_hour >= 0
+    rate = nat.rate_at_vp
+    out = {"risk_28d": float(d28.mean()), "risk_90d": float(nat.risk(90).mean()),
+           "share_vp": float(vp.mean()),
+           "risk_28d_ever_vp": float(d28[vp].mean()) if vp.any() else None,
+           "risk_28d_never_vp": float(d28[~vp].mean()) if (~vp).any() else None,
+           "risk_28d_by_ne_at_vp_start": {}}
+    for lo, hi in ((0.0, 0.10), (0.10, 0.25), (0.25, 0.50), (0.50, np.inf)):
+        g = vp & (rate >= lo - 1e-9) & (rate < hi - 1e-9)
+        out["risk_28d_by_ne_at_vp_start"][f"[{lo:g}, {hi:g})"] = float(d28[g].mean()) if g.any() else None
+    return out
+
+
+def strategy_truth(params: SynthParams | None, n: int, seed: int, config) -> dict:
+    """Contract A: the ``tte`` dict of true_effects.json, without writing files."""
+    full = strategy_truth_full(params or SynthParams(), n, seed, config.typed("tte"))
+    return {k: v for k, v in full.items() if not k.startswith("_")}
+
+
+def true_effects(prm: SynthParams, seed: int, n_stays: int, truth: pl.DataFrame, tte_full: dict) -> dict:
     cohort = truth.filter(pl.col("in_cohort"))
     vpa = cohort.filter(pl.col("exposure") == "vp_added")
+    nat = tte_full["_natural"]
+    by_id = {s["id"]: s for s in tte_full["strategies"]}
 
     def counts(df: pl.DataFrame, col: str) -> dict:
         return {str(k): int(v) for k, v in df.group_by(col).len().sort(col).iter_rows()}
 
+    def none(reason: str, **extra) -> dict:
+        return {"truth": None, "reason": reason, **extra}
+
+    closest = None
+    if "ne_0.50" in by_id and "ne_0.25" in by_id:
+        closest = {"contrast": "ne_0.50 vs ne_0.25, 28-day risk ratio",
+                   "value": by_id["ne_0.50"]["risk_28d"] / by_id["ne_0.25"]["risk_28d"]}
+    tte_out = {k: v for k, v in tte_full.items() if not k.startswith("_")}
     return {
         "seed": seed,
         "n_stays": n_stays,
-        "outcome_model": "piecewise-exponential hazard of death from index_time (NE start)",
+        "outcome_model": "hour-by-hour septic-shock world (pipeline.synth.world); death hazard depends on "
+                         "the current NE dose, latent severity, age and a direct VP effect",
         "log_hazard_ratios": {
             "age_per_10y_above_65": prm.b_age_per_10y,
-            "lactate_per_mmol_l_above_2": prm.b_lactate_per_mmol_l,
-            "is_more_severe": prm.b_severe,
-            "vasopressin_time_varying": prm.b_vp,
+            "severity_per_sd_on_ne": prm.b_severity,
+            "ne_dose_per_log_unit": prm.b_dose_per_log,
+            "vasopressin_direct_while_on_ne": prm.b_vp,
             "no_vasopressor_anchor_stay": prm.b_no_pressor,
         },
-        "hazard_ratios": {
-            "is_more_severe": math.exp(prm.b_severe),
-            "vasopressin_time_varying": math.exp(prm.b_vp),
-        },
-        "baseline_hazard_per_day": list(prm.baseline_hazard_per_day),
-        "baseline_breaks_days": list(prm.baseline_breaks_days),
+        "hazard_ratios": {"vasopressin_direct_while_on_ne": math.exp(prm.b_vp)},
+        "vp_ne_sparing_log": prm.vp_ne_sparing_log,
         "rrt_model": {
-            "cause_specific_hazard_per_day": prm.rrt_hazard_per_day,
+            "hazard_per_day_on_ne": prm.rrt_hazard_per_day,
             "log_hr_creatinine_per_mg_dl_above_1_5": prm.c_rrt_creatinine_per_mg_dl,
-            "log_hr_is_more_severe": prm.c_rrt_severe,
-            "observed": "only while in the ICU stay; death competes (outtime <= death)",
+            "log_hr_severity_per_sd": prm.c_rrt_severity,
+            "log_hr_ne_dose_per_log_unit": prm.c_rrt_per_log_dose,
+            "observed": "only while on NE (so inside the ICU stay); death competes",
+        },
+        "tte": tte_out,
+        "natural_course": nat,
+        "estimands": {
+            "tte": {"truth": "tte.strategies / tte.contrasts",
+                    "reason": "interventional risks of the protocol's strategies, re-simulated with common random numbers"},
+            "descriptive.mortality": {"truth": {"risk_28d": nat["risk_28d"], "risk_90d": nat["risk_90d"]},
+                                      "reason": "population value in the natural course (shock population; the "
+                                                "cohort also holds vp_before_ne stays)"},
+            "descriptive.kaplan_meier": none("descriptive survival by exposure / stratum / timing class: groups "
+                                             "defined after treatment, no causal truth; natural-course 28-day "
+                                             "risks by NE at VP start are in natural_course"),
+            "vasst_hr": none("hazard ratio between VASST strata at VP start compares patients (prognosis), not "
+                             "treatments: no causal truth"),
+            "vasst_comparison": none("side-by-side description of the cohort against VASST: no causal truth"),
+            "trial.time_varying": none(
+                "hazard ratio of VP given baseline covariates mixes the direct effect and the effect through "
+                "the (lowered) NE dose and is not collapsible: no single true value; the conditional direct "
+                "HR given current dose and severity is hazard_ratios.vasopressin_direct_while_on_ne"),
+            "trial.naive": none("ever-VP comparison: immortal time and confounding by the current dose; "
+                                "natural-course crude values in natural_course"),
+            "trial.landmark": none("landmark comparison conditions on survival and VP status at the landmark; "
+                                   "no interventional counterpart in this world"),
+            "delayed_vp": none("'delayed vs earlier' compares groups defined by the NE dose at VP start among "
+                               "patients who got VP (post-treatment selection)", closest_interventional=closest),
+            "rrt": none("RRT models compare exposure groups defined after treatment; the interventional 28-day "
+                        "RRT risks per strategy are tte.strategies[].rrt_risk_28d"),
         },
         "cohort": {
             "n_rows": cohort.height,
@@ -84,78 +200,84 @@ def true_effects(prm: SynthParams, seed: int, n_stays: int, truth: pl.DataFrame)
 
 
 def generative_model_md(prm: SynthParams, seed: int, n_stays: int, effects: dict) -> str:
-    params = "\n".join(f"| `{k}` | `{v}` |" for k, v in prm.as_dict().items() if k != "extra")
+    params = "\n".join(f"| `{k}` | `{v}` | {MEANINGS.get(k, '')} |" for k, v in prm.as_dict().items() if k != "extra")
     c = effects["cohort"]
+    t = effects["tte"]
+    rows = "\n".join(f"| {s['id']} | {s['risk_28d']:.4f} (MC SE {s['mc_se_28d']:.4f}) | {s['risk_90d']:.4f} | "
+                     f"{s['rrt_risk_28d']:.4f} |" for s in t["strategies"])
+    nat = effects["natural_course"]
     return f"""# Generative model of this synthetic dataset
 
 Written by `pipeline.synth.generate` (vasoflow). seed = {seed}, n_stays = {n_stays}.
 Same seed and n give byte-identical files.
 
+## In plain words
+Each patient in septic shock starts norepinephrine (NE) at time zero. Every hour after that,
+the patient's NE requirement moves: it depends on a hidden severity, on a personal trend (some
+patients get better, some get worse, and everybody improves with time) and on chance. Nurses
+chart a new NE rate (a new MetaVision row) whenever the requirement has moved far enough from
+the rate running. Sicker patients and higher doses mean a lower mean arterial pressure (MAP)
+and a higher lactate. Each hour, the clinician may add vasopressin (VP): the higher the current
+NE dose and the lower the MAP, the likelier. So some patients get VP at low doses, some at high
+doses, and some never. Once VP runs, the NE requirement is lower (VP spares NE) and the risk of
+dying is directly lower too. The risk of dying in an hour rises with the current NE dose, the
+hidden severity and age. Because the dose drives both the decision to add VP and death, and VP
+lowers later doses, the dose is a time-varying confounder affected by earlier treatment:
+comparing patients by the dose at which they got VP, or VP against no VP, is biased. When the
+requirement falls low enough, NE is stopped for good and a lower post-shock risk applies until
+the end of follow-up. RRT has the same construction (its hazard rises with the current dose).
+
+The hourly world is `pipeline.synth.world` (one numpy step per hour for all patients).
+
+## The truth of the target trial
+For each strategy "start VP within {t['grace_hours']} h after the NE rate first reaches X
+mcg/kg/min, never before" (during the first {t['decision_window_hours']:g} h; usual care after)
+and for "never start VP in the window", {t['n_simulated']:,} patients (seed {t['seed']}, not written
+to files) were re-simulated with the strategy forced and the same random numbers (common random
+numbers). Population: {t['population']}.
+
+| strategy | 28-day risk | 90-day risk | 28-day RRT risk |
+| --- | --- | --- | --- |
+{rows}
+
+Natural course (same population): 28-day risk {nat['risk_28d']:.4f}; VP ever {nat['share_vp']:.3f};
+crude 28-day risk ever VP {nat['risk_28d_ever_vp']} vs never {nat['risk_28d_never_vp']}; by NE rate
+at VP start {nat['risk_28d_by_ne_at_vp_start']}. Risk differences: `true_effects.json` tte.contrasts.
+Every other estimate of the study: `true_effects.json` estimands (true value, or null with the reason).
+
 ## Patients, admissions, stays
 Each patient has 0-2 *prior* admissions (one ICU stay each, never a sepsis code; some with a
 short NE infusion), then an *anchor* admission (the last one) with the *anchor* ICU stay and
 sometimes a *readmission* ICU stay later in the same admission (sometimes with NE). Age is
-`anchor_age + year(admittime) - anchor_year`; a few patients have anchor_age 15-17 (some still
-minors at admission). Sepsis codes (ICD-9 0389/99592/78552, ICD-10 A419/R6521/R6520) are on
-septic anchor admissions only; non-septic ones sometimes carry near-miss SIRS codes (99593,
-R6510). Stays of a patient: `ground_truth.parquet` column `stay_role`.
+`anchor_age + year(admittime) - anchor_year`. Sepsis codes are on septic anchor admissions
+only; non-septic ones sometimes carry near-miss SIRS codes (99593, R6510).
 
-## Infusions (icu/inputevents, MetaVision mechanics)
-Anchor-stay vasopressor pattern drawn as none / ne_only / vp_added / vp_before_ne with
-probabilities {list(prm.p_exposure)}. NE 221906 in mcg/kg/min: {prm.ne_rows_min}-{prm.ne_rows_max}
-rows of {prm.ne_row_minutes_min}-{prm.ne_row_minutes_max} min, one linkorderid, new orderid per row,
-next row contiguous, overlapping (1-5 min, p={prm.p_row_overlap}) or after a gap (5-45 min,
-Paused, p={prm.p_row_gap}); rates climb to the rate at VP start then wean. VP 222315 in
-units/hour (2.4, 1.8, 1.2, 0.6) or, for p={prm.p_vp_units_min} of stays, units/min. NE rate at VP
-start spread over the timing classes (20 % early, 30 % recommended, 30 % ssc_window, 20 %
-delayed) with weight N(82, 20) kg. Traps (column `trap`): NE rate change at the VP minute, NE and
-VP starting the same minute, NE paused at VP start (rate 0), and exact threshold rates
-(0.1 x 50 kg = 5 mcg/min, 0.2 x 75 = 15, 0.5 x 70 = 35, 0.4 x 100 = 40, 0.25 x 80). Some stays get
-epinephrine / phenylephrine (mcg/kg/min or mcg/min) / dopamine (counted in NEE when running at
-VP start); some ne_only stays get VP in a later episode > 6 h after NE stops. Rewritten audit
-copies (wrong rate, orderid one larger than the original) on ~{prm.p_rewritten:.0%} of NE rows
-and on the NE row covering VP start in ~30 % of vp_added stays.
-
-## Outcome model (known truth)
-Hazard of death from index_time (NE start; ICU intime for stays without vasopressor):
-
-    lambda(t) = base(t) * exp(b_age*(age-65)/10 + b_lac*(lactate-2) + b_severe*is_more_severe
-                              + b_vp*VP(t) [+ b_no_pressor])
-
-base(t) = {list(prm.baseline_hazard_per_day)} per day on [0, 2), [2, 28), [28, 365), >= 365 days.
-b_age = {prm.b_age_per_10y:.6f} (HR {math.exp(prm.b_age_per_10y):.3f} per 10 y),
-b_lac = {prm.b_lactate_per_mmol_l:.6f} (HR {math.exp(prm.b_lactate_per_mmol_l):.3f} per mmol/L),
-b_severe = {prm.b_severe:.6f} (HR {math.exp(prm.b_severe):.3f}),
-b_vp = {prm.b_vp:.6f} (HR {math.exp(prm.b_vp):.3f}), b_no_pressor = {prm.b_no_pressor:.6f}.
-VP(t) = 1 from vp_start_time of the index episode (from t = 0 for vp_before_ne); a VP infusion in
-a later episode does not enter the hazard. is_more_severe = VASST stratum at VP start
-(vp_added) or peak NE mcg/min >= the more-severe threshold (ne_only, vp_before_ne). lactate =
-the first lactate of the admission (labevents 50813, 10-180 min before NE start), age at the
-anchor admission. A death before the planned VP start removes the VP rows (the stay becomes
-ne_only): the naive ever-VP comparison carries immortal-time bias. Every row after death is cut;
-death in the ICU sets outtime; death in hospital sets admissions.deathtime = dischtime and
-hospital_expire_flag = 1; death after discharge within 365 days sets patients.dod only.
-
-RRT: cause-specific hazard {prm.rrt_hazard_per_day}/day from index_time,
-log HR {prm.c_rrt_creatinine_per_mg_dl:.6f} per mg/dL creatinine above 1.5 and {prm.c_rrt_severe:.6f}
-for is_more_severe; observed (procedureevents 225802 / 225441 plus chart rows) only while in the ICU
-stay, death competing. {prm.p_rrt_before_index:.0%} of shock stays have a hemodialysis session before index.
+## Files
+NE 221906 rows in mcg/kg/min, one per constant charted rate (one linkorderid per infusion, new
+orderid per row; at a rate change the old row sometimes runs on 1-5 min or stops 5-25 min early
+(Paused)); Rewritten audit copies with a wrong rate. VP 222315 in units/hour (or units/min) from
+the start minute in the decision hour until NE stops; exposure vp_before_ne when VP runs before NE.
+Traps (ground_truth column `trap`): VP at the NE start minute, VP at the minute of an NE rate
+change, VP during an NE pause (rate 0 at VP start), NE rates exactly on the thresholds. MAP
+(chartevents) is charted at every hour of the shock clock (index_time + k h): the world's value
+while on NE. Lactate (labevents): baseline 10-180 min before NE start, then every 6 h on NE in
+the decision window. Death in the ICU sets outtime; in hospital admissions.deathtime; after
+discharge patients.dod (within the coverage period).
 
 ## Cohort-level truth (default switches)
 Cohort rows: {c['n_rows']}; exposure {c['exposure']}; VASST strata (vp_added)
 {c['vasst_stratum_vp_added']}; timing classes {c['timing_class_vp_added']}; 28-day mortality
 {c['death_28d_share']}; deaths before the planned VP start {c['deaths_before_planned_vp_start']}.
-Machine-readable: `true_effects.json`. Per stay: `ground_truth.parquet`. Rows corrupted on
-purpose (to be quarantined): `ground_truth_quarantine.parquet`.
+Per stay: `ground_truth.parquet`. Rows corrupted on purpose: `ground_truth_quarantine.parquet`.
 
 ## Every parameter
-| parameter | value |
-| --- | --- |
+| parameter | value | meaning |
+| --- | --- | --- |
 {params}
 """
 
 
-def write_docs(out_dir: Path, prm: SynthParams, seed: int, n_stays: int, truth: pl.DataFrame) -> None:
-    effects = true_effects(prm, seed, n_stays, truth)
+def write_docs(out_dir: Path, prm: SynthParams, seed: int, n_stays: int, truth: pl.DataFrame, tte_full: dict) -> None:
+    effects = true_effects(prm, seed, n_stays, truth, tte_full)
     (out_dir / "true_effects.json").write_text(json.dumps(effects, indent=2, sort_keys=True) + "\n")
     (out_dir / "GENERATIVE_MODEL.md").write_text(generative_model_md(prm, seed, n_stays, effects))
