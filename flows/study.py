@@ -175,6 +175,11 @@ def analyze(root: Path, cohort_entry: StepEntry, config: StudyConfig) -> StepEnt
     return steps.analyze_step(root, cohort_entry, config)
 
 
+@task(**_stored("tte"))
+def tte(root: Path, cohort_entry: StepEntry, analyze_entry: StepEntry, config: StudyConfig) -> StepEntry:
+    return steps.tte_step(root, cohort_entry, analyze_entry, config)
+
+
 @task(**_stored("audit"))
 def audit(root: Path, cohort_entry: StepEntry, config: StudyConfig) -> StepEntry:
     return steps.audit_step(root, cohort_entry, config)
@@ -229,7 +234,9 @@ def _run_steps(kind: str, out: Path, source: Path | None, config_path: Path | No
     cohort_entry = cohort(root, ingested, config)
     entries = [ingested, cohort_entry]
     if kind == "study":
-        entries.append(analyze(root, cohort_entry, config))
+        analyze_entry = analyze(root, cohort_entry, config)
+        entries.append(analyze_entry)
+        entries.append(tte(root, cohort_entry, analyze_entry, config))
     audit_entry = audit(root, cohort_entry, config)
     entries.append(audit_entry)
     entries.append(report(root, entries, config))
@@ -243,7 +250,7 @@ def _run_steps(kind: str, out: Path, source: Path | None, config_path: Path | No
 @flow(name="vasoflow-study", flow_run_name=_run_name, log_prints=True)
 def study_flow(out: Path, source: Path | None = None, config: Path | None = None,
                engine: Engine = "duckdb") -> steps.RunResult:
-    """ingest -> validate -> cohort -> analyze -> audit -> report into a new run folder under
+    """ingest -> validate -> cohort -> analyze -> tte -> audit -> report into a new run folder under
     ``out``; ``out/latest`` moves to it on success. ``source``: MIMIC-IV-layout folder
     (default: the embedded synthetic dataset); ``config``: study TOML (default: shipped);
     ``engine='spark'``: also run the cohort and audit SQL on local Spark and compare."""

@@ -53,6 +53,21 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tte(args: argparse.Namespace) -> int:
+    from pipeline.config import load_study_config
+    from pipeline.tte import TTE_FILE, merge_into_results, run_tte
+    from pipeline.tte.results import describe
+
+    out = Path(args.out)
+    section = run_tte(Path(args.cohort), out, load_study_config(args.config), n_bootstrap=args.bootstrap)
+    print(describe(section))
+    print(f"tte section -> {out / TTE_FILE}")
+    if args.results:
+        path = merge_into_results(Path(args.results), section, out / "results.json")
+        print(f"results.json with the tte key -> {path}")
+    return 0
+
+
 def _cmd_audit(args: argparse.Namespace) -> int:
     from pipeline.audit import run_audit
     from pipeline.config import load_study_config
@@ -248,6 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--config")
     p.set_defaults(func=_cmd_analyze)
+
+    p = sub.add_parser("tte", help="target-trial emulation (primary analysis) from cohort.parquet -> tte.json")
+    p.add_argument("--cohort", required=True, help="cohort.parquet (hourly_panel.parquet beside it)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--config")
+    p.add_argument("--results", help="an analyze results.json: also write OUT/results.json with the tte key added")
+    p.add_argument("--bootstrap", type=int, default=None, help="bootstrap replicates (default: [tte].n_bootstrap)")
+    p.set_defaults(func=_cmd_tte)
 
     p = sub.add_parser("audit", help="QI audit of vasopressor practice (after cohort) -> audit.parquet")
     p.add_argument("--db", required=True)

@@ -5,7 +5,11 @@ it computes the step's cache key (``pipeline.fingerprint``), reuses the stored o
 the key is known, and otherwise runs the step in a scratch folder. ``flows/`` wraps each
 step function in one Prefect task; ``run_all`` chains them without Prefect (same order):
 
-    fingerprint -> ingest -> validate -> cohort -> analyze -> audit -> report -> finish
+    fingerprint -> ingest -> validate -> cohort -> analyze -> tte -> audit -> report -> finish
+
+The tte step (target-trial emulation, the primary analysis) writes ``tte.json`` and a
+``results.json`` that is the analyze step's with the ``tte`` key added; being the later entry,
+its results.json is the one the report reads and the run folder holds.
 
 ``finish_run`` links the outputs into a new run folder, writes its manifest and only then
 moves the ``latest`` pointer. Without a source folder the embedded default dataset is used:
@@ -87,6 +91,10 @@ def analyze_step_key(cohort_entry: StepEntry, config: StudyConfig) -> str:
     return downstream_key("analyze", {"cohort": cohort_entry.key}, config, "pipeline.models")
 
 
+def tte_step_key(cohort_entry: StepEntry, analyze_entry: StepEntry, config: StudyConfig) -> str:
+    return downstream_key("tte", {"cohort": cohort_entry.key, "analyze": analyze_entry.key}, config, "pipeline.tte")
+
+
 def audit_step_key(cohort_entry: StepEntry, config: StudyConfig) -> str:
     return downstream_key("audit", {"cohort": cohort_entry.key}, config, "pipeline.audit", ("sql",))
 
@@ -105,6 +113,7 @@ _STEP_KEYS = {
     "cohort": lambda a: cohort_step_key(a["ingest_entry"], a["config"]),
     "analyze": lambda a: analyze_step_key(a["cohort_entry"], a["config"]),
     "audit": lambda a: audit_step_key(a["cohort_entry"], a["config"]),
+    "tte": lambda a: tte_step_key(a["cohort_entry"], a["analyze_entry"], a["config"]),
     "report": lambda a: report_step_key(a["upstream"], a["config"]),
     "spark": lambda a: spark_step_key(a["cohort_entry"], a["audit_entry"], a["config"]),
 }
@@ -282,6 +291,24 @@ def analyze_step(root: Path, cohort_entry: StepEntry, config: StudyConfig) -> St
     )
 
 
+@_announced("tte")
+def tte_step(root: Path, cohort_entry: StepEntry, analyze_entry: StepEntry, config: StudyConfig) -> StepEntry:
+    """Target-trial emulation (pipeline.tte): ``tte.json`` from cohort.parquet and
+    hourly_panel.parquet, and results.json = the analyze step's plus the ``tte`` key."""
+
+    def produce(work: Path) -> None:
+        from pipeline.tte import merge_into_results, run_tte  # imported only when the step really runs
+
+        section = run_tte(work / "cohort.parquet", work, config)
+        merge_into_results(work / "analyze_results.json", section, work / "results.json")
+
+    key = tte_step_key(cohort_entry, analyze_entry, config)
+    inputs = {"cohort.parquet": cohort_entry.file("cohort.parquet"),
+              "hourly_panel.parquet": cohort_entry.file("hourly_panel.parquet"),
+              "analyze_results.json": analyze_entry.file("results.json")}
+    return run_cached(Layout(Path(root)).store_dir, "tte", key, produce, link_inputs=inputs)
+
+
 @_announced("audit")
 def audit_step(root: Path, cohort_entry: StepEntry, config: StudyConfig) -> StepEntry:
     """QI audit on a scratch copy of the cohort database; keeps only the audit tables."""
@@ -444,7 +471,9 @@ def _run_all_steps(source: Path | None, out_root: Path, config: StudyConfig, kin
     cohort = cohort_step(root, ingested, config)
     entries = [ingested, cohort]
     if kind == "study":
-        entries.append(analyze_step(root, cohort, config))
+        analyzed = analyze_step(root, cohort, config)
+        entries.append(analyzed)
+        entries.append(tte_step(root, cohort, analyzed, config))
     audited = audit_step(root, cohort, config)
     entries.append(audited)
     entries.append(report_step(root, entries, config))

@@ -38,7 +38,7 @@ def _manifest(run_dir: Path) -> dict:
     return json.loads((run_dir / "manifest.json").read_text())
 
 
-STEP_TASKS = ("ingest", "cohort", "analyze", "audit", "report")
+STEP_TASKS = ("ingest", "cohort", "analyze", "tte", "audit", "report")
 
 
 def _task_states(flow_run_id, expected=STEP_TASKS, timeout_s: float = 60.0) -> dict[str, str]:
@@ -80,10 +80,15 @@ def test_cold_run_writes_a_run_folder_latest_and_artifacts(first_run, root):
     assert state.is_completed()
     assert (root / "latest").resolve() == result.run_dir.resolve()
     for name in ("vasoflow.duckdb", "ledger.json", "cohort.parquet", "attrition.parquet", "results.json",
-                 "audit.parquet", "audit_summary.parquet", "report.html", "report.md", "manifest.json"):
+                 "audit.parquet", "audit_summary.parquet", "report.html", "report.md", "manifest.json",
+                 "hourly_panel.parquet", "tte.json"):
         assert (root / "latest" / name).is_file(), name
     steps = _manifest(result.run_dir)["steps"]
-    assert set(steps) == {"ingest", "cohort", "analyze", "audit", "report"}
+    assert set(steps) == {"ingest", "cohort", "analyze", "tte", "audit", "report"}
+    # the primary analysis is in the run's results.json, beside the analyze step's keys
+    results = json.loads((root / "latest" / "results.json").read_text())
+    assert results["tte"] == json.loads((root / "latest" / "tte.json").read_text())
+    assert results["tte"]["role"] == "primary" and len(results) > 1
     assert not any(s["reused"] for s in steps.values())  # a fresh root: everything ran
 
     from prefect import get_client
@@ -138,7 +143,7 @@ def test_changed_threshold_reruns_from_the_cohort_only(first_run, root, synth_so
     steps = _manifest(result.run_dir)["steps"]
     assert steps["ingest"]["reused"] and steps["ingest"]["key"] == first.steps["ingest"].key
     assert _task_states(state.state_details.flow_run_id)["ingest"] == "Cached"  # Prefect skipped the call
-    for step in ("cohort", "analyze", "audit", "report"):
+    for step in ("cohort", "analyze", "tte", "audit", "report"):
         assert not steps[step]["reused"], step
 
 
@@ -181,7 +186,7 @@ def test_cli_run_without_prefect_reuses_the_store(first_run, root, synth_source,
     assert main(["run", "--no-prefect", "--source", str(synth_source), "--out", str(root)]) == 0
     out = capsys.readouterr().out
     assert "run folder:" in out and str(root / "latest") in out
-    assert "steps:      reused ingest, cohort, analyze, audit, report" in out  # every step reused
+    assert "steps:      reused ingest, cohort, analyze, tte, audit, report" in out  # every step reused
     assert "synthetic default" not in out  # a source folder was given
 
 
@@ -204,8 +209,8 @@ def test_cli_default_mode_runs_in_process_with_progress_lines(first_run, root, s
     captured = capsys.readouterr()
     assert "running in-process" in captured.err
     progress = [ln for ln in captured.err.splitlines() if ln.startswith("vasoflow: ") and ln.endswith(" s")]
-    assert [ln.split()[1] for ln in progress] == ["source", "ingest", "validate", "cohort", "analyze", "audit",
-                                                  "report"]
+    assert [ln.split()[1] for ln in progress] == ["source", "ingest", "validate", "cohort", "analyze", "tte",
+                                                  "audit", "report"]
     assert all("reused" in ln for ln in progress if ln.split()[1] in STEP_TASKS)
     assert "INFO" not in captured.err and "Flow run" not in captured.err
 

@@ -29,7 +29,7 @@ def test_retries_only_on_io_tasks():
 
     io = {"fingerprint_source", "ingest", "finish", "publish_artifacts"}
     for name in ("load_config", "start_run", "resolve_source", "fingerprint_source", "ingest", "validate",
-                 "cohort", "analyze", "audit", "report", "finish", "publish_artifacts"):
+                 "cohort", "analyze", "tte", "audit", "report", "finish", "publish_artifacts"):
         task = getattr(study, name)
         assert (task.retries > 0) == (name in io), name
 
