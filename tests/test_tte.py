@@ -235,3 +235,34 @@ def test_demo_runs_and_says_not_estimable(demo_db, tmp_path):
     assert any("MAP not assessable" in w for w in section["diagnostics"]["warnings"])
     assert [r["item"] for r in section["protocol"]] == ["eligibility", "time zero", "strategies", "grace period",
                                                          "follow-up", "outcomes", "contrasts", "analysis"]
+
+
+def test_cli_tte_writes_the_section_and_merges_it_into_results(tmp_path, capsys):
+    from pipeline.cli import main
+
+    cohort, panel = world_frames(1500, seed=4)
+    cohort.write_parquet(tmp_path / "cohort.parquet")
+    panel.write_parquet(tmp_path / "hourly_panel.parquet")
+    (tmp_path / "results.json").write_text(json.dumps({"schema_version": "1.0.0", "models": []}))
+    out = tmp_path / "out"
+    assert main(["tte", "--cohort", str(tmp_path / "cohort.parquet"), "--out", str(out),
+                 "--results", str(tmp_path / "results.json"), "--bootstrap", "4"]) == 0
+    printed = capsys.readouterr().out
+    merged = json.loads((out / "results.json").read_text())
+    assert merged["schema_version"] == "1.0.0" and merged["models"] == []
+    assert merged["tte"] == json.loads((out / "tte.json").read_text())
+    assert merged["tte"]["n_bootstrap"] == 4
+    assert "never" in printed and "28-day risk" in printed
+    ok = [s for s in merged["tte"]["strategies"] if s["estimable"]]
+    assert ok and all(s["ci_low"] <= s["risk_28d"] <= s["ci_high"] for s in ok)
+
+
+def test_cli_tte_bad_input_is_one_line(tmp_path, capsys):
+    from pipeline.cli import main
+
+    cohort, panel = world_frames(50, seed=4)
+    cohort.write_parquet(tmp_path / "cohort.parquet")
+    panel.drop("ne_rate_mcg_kg_min").write_parquet(tmp_path / "hourly_panel.parquet")
+    assert main(["tte", "--cohort", str(tmp_path / "cohort.parquet"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "hourly_panel.parquet" in err[0] and "ne_rate_mcg_kg_min" in err[0]
