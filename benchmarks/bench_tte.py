@@ -46,11 +46,14 @@ def main() -> int:
         section = run_tte(Path(tmp) / "cohort.parquet", Path(tmp) / "out", cfg, n_bootstrap=args.bootstrap,
                           workers=args.workers)
         seconds = time.perf_counter() - t
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    own, children = me.ru_maxrss / 2**20, kids.ru_maxrss / 2**20
+    cpu_main, cpu_workers = me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
     print(describe(section))
     print(f"run_tte: {seconds:.1f} s wall for {args.patients:,} patients x {args.bootstrap} replicates "
           f"({args.workers} workers) [goal <= 600 s]")
+    print(f"CPU: main {cpu_main:.0f} s, workers {cpu_workers:.0f} s in all: on an idle machine the wall time is about "
+          f"{cpu_main + cpu_workers / args.workers:.0f} s (the wall time above includes waiting for other processes)")
     print(f"peak RSS: main {own:.2f} GiB, largest worker {children:.2f} GiB, sum <= {own + args.workers * children:.2f} GiB "
           f"[goal <= 4 GiB]")
     return 0

@@ -266,3 +266,15 @@ def test_cli_tte_bad_input_is_one_line(tmp_path, capsys):
     assert main(["tte", "--cohort", str(tmp_path / "cohort.parquet"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "hourly_panel.parquet" in err[0] and "ne_rate_mcg_kg_min" in err[0]
+
+
+def test_no_eligible_patient_still_writes_the_section(tmp_path):
+    from pipeline.tte import run_tte
+
+    cohort, panel = world_frames(20, seed=1)
+    cohort.head(0).write_parquet(tmp_path / "cohort.parquet")
+    panel.head(0).write_parquet(tmp_path / "hourly_panel.parquet")
+    section = run_tte(tmp_path / "cohort.parquet", tmp_path / "out", load_study_config())
+    assert section["n_patients"] == 0 and not section["estimable"] and section["n_bootstrap"] == 0
+    assert all(not s["estimable"] and s["reason"] for s in section["strategies"])
+    assert not any("not assessable" in w for w in section["diagnostics"]["warnings"])

@@ -155,7 +155,9 @@ def prepare(cohort: pl.DataFrame, panel: pl.DataFrame, window_hours: float,
     names.append("ne_rate_mcg_kg_min")
     for col, flag, label in (("map_mmhg", "is_map_assessable", "MAP"),
                              ("lactate_mmol_l", "is_lactate_assessable", "lactate")):
-        if rows.height and rows[flag].all():
+        if not rows.height:
+            continue  # no person-hours: nothing to model (the positivity reasons say so)
+        if rows[flag].all():
             _filled(rows[col].cast(pl.Float64).fill_null(np.nan).to_numpy(), col, cols, names)
         else:
             notes.append(f"{label} not assessable (the source has no "
