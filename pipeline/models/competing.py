@@ -253,6 +253,24 @@ class RrtResult:
                 "models": {m.name: m.to_dict() for m in self.models}}
 
 
+RRT_BIAS_NOTE = (
+    "Both groups received VP; stratum and timing class are set by the NE dose at VP start, i.e. by "
+    "how sick the patient was, so these ratios describe who needs RRT, not what VP or its timing "
+    "does. The effect of VP on RRT is estimated by the target-trial emulation (tte.rrt).")
+
+
+def rrt_estimand(m: ModelResult, horizon_days: float) -> str:
+    """One sentence per RRT model: what its ratio compares."""
+    kind = m.name.split(".")[1]
+    what = {"logistic": "odds of a first RRT by day {h:g}",
+            "cause_specific": "cause-specific hazard of a first RRT (deaths censored) within {h:g} days",
+            "fine_gray": "subdistribution hazard of a first RRT within {h:g} days (deaths kept in the "
+                         "risk set, so it tracks the cumulative incidence of RRT)"}[kind]
+    return (f"Among VP patients without RRT or chronic dialysis before VP start, the ratio of the "
+            f"{what.format(h=horizon_days)} from VP start for {m.contrast}, at equal age, sex, "
+            f"lactate at index and baseline creatinine: an association, not an effect of VP.")
+
+
 def rrt_analysis(cohort: pl.DataFrame, settings: ModelSettings) -> RrtResult:
     h = settings.short_term_days
     pop = rrt_population(cohort, h).with_columns(has_rrt=(pl.col("status") == 1).cast(pl.Int8))
@@ -260,7 +278,7 @@ def rrt_analysis(cohort: pl.DataFrame, settings: ModelSettings) -> RrtResult:
     timing = pop.filter(pl.col("timing_class").is_not_null()).with_columns(
         **{f"is_{c}": (pl.col("timing_class") == c).cast(pl.Int8) for c in ("recommended", "ssc_window", "delayed")}
     )
-    cov = settings.baseline_covariates
+    cov = settings.rrt_covariates  # baseline factors + baseline creatinine (issue 12 item 7)
     models: list[ModelResult] = []
     models += logistic_or(strat, name="rrt.logistic.stratum", label="RRT risk (logistic)",
                           contrast="more_severe vs less_severe", exposure_cols=["is_more_severe"],
@@ -276,7 +294,8 @@ def rrt_analysis(cohort: pl.DataFrame, settings: ModelSettings) -> RrtResult:
                               contrast=contrast, exposure_col=col, covariates=cov, settings=settings))
         models.append(fine_gray(frame, name=f"rrt.fine_gray.{tag}", label=f"RRT Fine-Gray, {tag}",
                                 contrast=contrast, exposure_col=col, covariates=cov, settings=settings))
-    models = [m.with_details(horizon_days=h, time_zero="vp_start_time") for m in models]
+    models = [m.with_details(horizon_days=h, time_zero="vp_start_time")
+              .with_role("descriptive", rrt_estimand(m, h), RRT_BIAS_NOTE) for m in models]
     at = [d for d in settings.at_risk_days if d <= h]
     c1, a1 = cumulative_incidence(pop, "vasst_stratum", settings, at)
     c2, a2 = cumulative_incidence(pop, "timing_class", settings, at)

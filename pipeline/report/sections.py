@@ -511,9 +511,8 @@ def km_section(out_dir: Path, results: dict | None, config: StudyConfig, policy:
         d = _curves_with_risk(curves, at_risk, "survival", grouping, config, policy, total)
         img = figures.step_curves_png(d["curves"], ylabel="alive (%)", xlabel="days", xmax=horizon, dpi=dpi) if d["curves"] else None
         meta = km_meta.get(grouping, {})
-        p_text = fmt_p(meta.get("logrank_p"))
-        lr = (f"log-rank test p {p_text if p_text.startswith('<') else '= ' + p_text}" if meta.get("estimable")
-              else "log-rank test not done: too few patients in the groups")
+        # results.json 2.x: descriptive curves have no log-rank p, only a caption (issue 12).
+        lr = str(meta.get("caption") or meta.get("reason") or "")
         panels.append({"title": title, "img": img, **{k: d[k] for k in ("times", "table", "n_not_drawn")},
                        "logrank": lr})
     return {"available": True, "panels": panels, "horizon": f"{horizon:g}"}
@@ -601,7 +600,7 @@ def forest_section(out_dir: Path, results: dict | None, config: StudyConfig, pol
     img = figures.forest_png(fig_rows, dpi=dpi) if any(r.estimate is not None for r in fig_rows) else None
     vasst = []
     for key in ("unadjusted", "adjusted"):
-        m = ((results or {}).get("vasst_hr") or {}).get(key)
+        m = ((results or {}).get("vp_prognosis") or {}).get(key)  # results.json 2.x key
         if m:
             vasst.append(_model_row(m, config, policy))
     balance = read_parquet(out_dir, "ps_balance")
