@@ -53,6 +53,16 @@ PANEL_COLUMNS = ("stay_id", "subject_id", "hour", "hour_start_time", "is_alive_a
                  "is_lactate_assessable")
 _ASSESSABLE = {"map_mmhg": "is_map_assessable", "lactate_mmol_l": "is_lactate_assessable"}
 STRATA = ("all", "less_severe", "more_severe")
+# What each model can be checked against in the synthetic hourly world (issue 10's
+# true_effects.json; issue 12 item 8). Written into details["synthetic_truth"].
+TRUTH_TIME_UPDATED = (
+    "true_effects.json hazard_ratios.vasopressin_direct_while_on_ne is the direct HR given the "
+    "current dose and the latent severity; this model sees MAP and lactate in place of severity, "
+    "so it recovers that value only approximately (benchmarks/panel_models.py --hard-world)")
+TRUTH_SEQUENTIAL = (
+    "none by design: 'start VP now vs not now, later starts allowed' has no value in "
+    "true_effects.json (it depends on later care); checked under the null on "
+    "pipeline.models.simulate.simulate_panel_world (tests/models/test_models_panel.py)")
 
 
 def read_panel(cohort_path: Path) -> pl.DataFrame | None:
@@ -241,7 +251,7 @@ def time_updated_models(
             sub, name=nm, label=f"Time-updated VP (hourly panel), {s}, first {window_hours:g} h, adjusted",
             contrast=contrast, exposure_col="vp", covariates=[*tu_cols, *base], settings=settings,
         ).with_details(analysis="time_updated", stratum=s, adjusted=True, horizon_hours=window_hours,
-                       **tu_details).with_role("secondary", time_updated_estimand(settings, window_hours, s)))
+                       synthetic_truth=TRUTH_TIME_UPDATED, **tu_details).with_role("secondary", time_updated_estimand(settings, window_hours, s)))
     return out
 
 
@@ -299,7 +309,7 @@ def sequential_trial_models(
                       f"stratum (1 = the same effect in both; VASST's question), with the assumptions of "
                       f"the sequential trials; an interaction test has little power in small cohorts.")
     common = dict(analysis="sequential", adjusted=True, horizon_days=horizon_days,
-                  trial_hours=",".join(f"{x:g}" for x in settings.sequential_trial_hours))
+                  synthetic_truth=TRUTH_SEQUENTIAL, trial_hours=",".join(f"{x:g}" for x in settings.sequential_trial_hours))
     if panel is None:
         reason = f"no {PANEL_FILE} beside cohort.parquet"
         out = [ModelResult.not_estimable(nm, f"Sequential trials, {s}", "OR", contrast, reason)
