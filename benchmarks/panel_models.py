@@ -32,7 +32,7 @@ from pipeline.config import load_study_config
 from pipeline.models import panel
 from pipeline.models.data import prepare
 from pipeline.models.settings import ModelSettings
-from pipeline.models.simulate import simulate_panel_world
+from pipeline.models.panel_world import simulate_panel_world
 
 
 def _summ(name: str, ests: list[float], covers: list[bool], truth: float) -> None:

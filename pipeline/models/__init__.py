@@ -13,7 +13,7 @@ Public entry points:
 * ``propensity``: ``smd``, ``propensity_weights``; ``competing``: ``rrt_analysis``, ``fine_gray``,
   ``cumulative_incidence``; ``evalues``: ``evalue``; ``vasst``: ``side_by_side``
 * ``simulate``: ``simulate_cohort`` (synthetic cohort with a known VP hazard ratio),
-  ``simulate_panel_world`` (hourly world with time-varying confounding)
+  (``panel_world.simulate_panel_world``: hourly world with time-varying confounding)
 """
 
 from pipeline.models.analyze import SCHEMA_VERSION, AnalysisResult, analyze

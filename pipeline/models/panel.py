@@ -62,7 +62,7 @@ TRUTH_TIME_UPDATED = (
 TRUTH_SEQUENTIAL = (
     "none by design: 'start VP now vs not now, later starts allowed' has no value in "
     "true_effects.json (it depends on later care); checked under the null on "
-    "pipeline.models.simulate.simulate_panel_world (tests/models/test_models_panel.py)")
+    "pipeline.models.panel_world.simulate_panel_world (tests/models/test_models_panel.py)")
 
 
 def read_panel(cohort_path: Path) -> pl.DataFrame | None:

@@ -12,7 +12,7 @@ import pytest
 from pipeline.errors import InputFileError
 from pipeline.models import panel
 from pipeline.models.data import prepare
-from pipeline.models.simulate import simulate_panel_world
+from pipeline.models.panel_world import simulate_panel_world
 
 
 @pytest.fixture(scope="module")
