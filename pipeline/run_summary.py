@@ -41,21 +41,21 @@ def audit_rows(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def key_estimates(run_dir: Path) -> list[dict[str, Any]]:
-    """The headline hazard ratios of results.json: VASST strata (more vs less severe,
+    """The headline ratios of results.json: prognosis among VP patients (more vs less severe,
     unadjusted and adjusted) and the trial question for all patients (naive beside the
-    time-varying Cox). [] when the run has no results.json (e.g. an audit run)."""
+    time-updated model and the sequential trials). [] when the run has no results.json (e.g. an audit run)."""
     path = Path(run_dir) / "results.json"
     if not path.exists():
         return []
     results = json.loads(path.read_text())
     picked: list[dict[str, Any]] = []
-    vasst = results.get("vasst_hr", {})
+    vasst = results.get("vp_prognosis", {})  # results.json 2.x (was vasst_hr)
     for name in ("unadjusted", "adjusted"):
         if isinstance(vasst.get(name), dict):
             picked.append(vasst[name])
     trial = results.get("trial", {}).get("models", {})
     for name in sorted(trial):
-        if name.startswith(("trial.naive.all.", "trial.time_varying.all.")):
+        if name.startswith(("trial.naive.all.", "trial.sequential.all.", "trial.time_updated.all.")):
             picked.append(trial[name])
     rows = []
     for m in picked:

@@ -141,9 +141,20 @@ def _covariates(values: list[str]) -> list[str]:
     return values
 
 
+# Cohort columns that define the VASST stratum (NE at VP start): never a covariate of the
+# stratum contrast (issue 12); kept in step with pipeline.models.cox.STRATUM_DEFINING_COLUMNS.
+STRATUM_DEFINING_COLUMNS = ("ne_rate_at_vp_mcg_min", "nee_at_vp_mcg_kg_min")
+# Time-updated columns of the hourly panel (contract B) a model may adjust for.
+PANEL_COVARIATES = ("ne_rate_mcg_kg_min", "ne_rate_mcg_min", "nee_dose_mcg_kg_min", "map_mmhg",
+                    "lactate_mmol_l")
+
+
 class ModelsSettings(_Section):
     vasst_adjust_covariates: list[str]
     baseline_covariates: list[str]
+    rrt_covariates: list[str]
+    time_updated_covariates: list[str]
+    sequential_trial_hours: list[float] = Field(min_length=1)
     landmark_hours: list[float] = Field(min_length=1)
     trial_stratum_rule: Literal["max_before_vp", "current"]
     min_patients_per_group: int = Field(ge=1, le=COUNT_MAX)
@@ -158,7 +169,36 @@ class ModelsSettings(_Section):
     confidence_level: float = Field(gt=0.5, lt=1)
 
     _check_covariates = field_validator(
-        "vasst_adjust_covariates", "baseline_covariates", "propensity_covariates")(_covariates)
+        "vasst_adjust_covariates", "baseline_covariates", "propensity_covariates",
+        "rrt_covariates")(_covariates)
+
+    @field_validator("vasst_adjust_covariates")
+    @classmethod
+    def _not_stratum_defining(cls, v: list[str]) -> list[str]:
+        bad = [c for c in v if c in STRATUM_DEFINING_COLUMNS]
+        if bad:
+            raise ValueError(f"{bad[0]!r} defines the VASST stratum being compared; it cannot "
+                             "adjust that comparison")
+        return v
+
+    @field_validator("time_updated_covariates")
+    @classmethod
+    def _panel_covariates(cls, v: list[str]) -> list[str]:
+        unknown = [c for c in v if c not in PANEL_COVARIATES]
+        if unknown:
+            raise ValueError(f"unknown time-updated covariate {unknown[0]!r} (hourly panel columns: "
+                             f"{', '.join(PANEL_COVARIATES)})")
+        if len(set(v)) != len(v):
+            raise ValueError("a covariate is listed twice")
+        return v
+
+    @field_validator("sequential_trial_hours")
+    @classmethod
+    def _trial_hours(cls, v: list[float]) -> list[float]:
+        if any(h < 0 for h in v):
+            raise ValueError(f"every trial hour must be >= 0 (got {v})")
+        _increasing(v, "sequential_trial_hours")
+        return v
 
     @field_validator("landmark_hours")
     @classmethod

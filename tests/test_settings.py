@@ -29,6 +29,11 @@ BAD = [
     ("[models]\ntrial_stratum_rule = \"max\"", "models.trial_stratum_rule", "'max_before_vp' or 'current'"),
     ("[models]\nbaseline_covariates = [\"age_years\", \"sofa_score\"]", "models.baseline_covariates",
      "unknown covariate 'sofa_score'"),
+    ("[models]\nvasst_adjust_covariates = [\"age_years\", \"nee_at_vp_mcg_kg_min\"]",
+     "models.vasst_adjust_covariates", "defines the VASST stratum"),
+    ("[models]\nsequential_trial_hours = [2.0, 1.0]", "models.sequential_trial_hours", "strictly increasing"),
+    ("[models]\ntime_updated_covariates = [\"sofa\"]", "models.time_updated_covariates",
+     "unknown time-updated covariate"),
     ("[models]\nlandmark_hours = [24.0, 6.0]", "models.landmark_hours", "strictly increasing"),
     ("[models]\nlandmark_hours = [0.0]", "models.landmark_hours", "> 0 hours"),
     ("[models]\nconfidence_level = 95.0", "models.confidence_level", "less than 1"),
@@ -105,3 +110,4 @@ def test_binary_bytes_in_a_config_are_one_line_exit_2(tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
         assert str(cfg) in proc.stderr
+

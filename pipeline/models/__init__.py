@@ -6,12 +6,14 @@ Public entry points:
 
 * ``analyze(cohort_path, out_dir, config) -> AnalysisResult``
 * ``descriptive``: ``wilson_ci``, ``mortality_table``, ``kaplan_meier``, ``median_followup_days``
-* ``cox``: ``fit_cox``, ``fit_cox_time_varying``, ``vasst_strata_hr``
+* ``cox``: ``fit_cox``, ``fit_cox_time_varying``, ``prognosis_among_vp``
+* ``panel``: ``time_updated_models``, ``sequential_trial_models`` (hourly panel, contract B)
 * ``trial``: ``long_format``, ``time_varying_models``, ``landmark_frame``, ``landmark_models``,
-  ``naive_models``
-* ``propensity``: ``delayed_vp_analysis``; ``competing``: ``rrt_analysis``, ``fine_gray``,
+  ``naive_models`` (only the naive one is reported, as descriptive)
+* ``propensity``: ``smd``, ``propensity_weights``; ``competing``: ``rrt_analysis``, ``fine_gray``,
   ``cumulative_incidence``; ``evalues``: ``evalue``; ``vasst``: ``side_by_side``
-* ``simulate``: ``simulate_cohort`` (synthetic cohort with a known VP hazard ratio)
+* ``simulate``: ``simulate_cohort`` (synthetic cohort with a known VP hazard ratio),
+  (``panel_world.simulate_panel_world``: hourly world with time-varying confounding)
 """
 
 from pipeline.models.analyze import SCHEMA_VERSION, AnalysisResult, analyze

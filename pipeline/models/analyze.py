@@ -22,13 +22,13 @@ import polars as pl
 from pipeline import __version__
 from pipeline.atomic import atomic_write
 from pipeline.config import StudyConfig
-from pipeline.models import competing, cox, descriptive, propensity, trial, vasst
+from pipeline.models import competing, cox, descriptive, panel, trial, vasst
 from pipeline.models.data import prepare, read_cohort
 from pipeline.models.evalues import evalue
 from pipeline.models.results import ModelResult
 from pipeline.models.settings import ModelSettings
 
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "2.0.0"
 RESULTS_FILE = "results.json"
 
 
@@ -69,12 +69,13 @@ def _model_rows(models: list[ModelResult]) -> tuple[pl.DataFrame, pl.DataFrame]:
           "stratum": str(m.details.get("stratum", "all")),
           "horizon_days": float(m.details["horizon_days"]) if "horizon_days" in m.details else None,
           "adjusted": bool(m.details.get("adjusted", bool(m.details.get("covariates_used")))),
+          "role": m.role, "estimand": m.estimand,
           "estimable": m.estimable, "reason": m.reason, "estimate": m.estimate,
           "ci_low": m.ci_low, "ci_high": m.ci_high, "p": m.p, "n": m.n, "events": m.events}
          for m in models],
         schema={"name": pl.String, "label": pl.String, "measure": pl.String, "contrast": pl.String,
                 "analysis": pl.String, "stratum": pl.String, "horizon_days": pl.Float64,
-                "adjusted": pl.Boolean, "estimable": pl.Boolean, "reason": pl.String,
+                "adjusted": pl.Boolean, "role": pl.String, "estimand": pl.String, "estimable": pl.Boolean, "reason": pl.String,
                 "estimate": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64, "p": pl.Float64,
                 "n": pl.Int64, "events": pl.Int64},
     )
@@ -87,10 +88,34 @@ def _model_rows(models: list[ModelResult]) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 def _with_evalue(m: ModelResult, settings: ModelSettings) -> ModelResult:
-    if not m.estimable or m.n == 0:
+    """E-value of an adjusted secondary estimate (never of a descriptive one: issue 12)."""
+    if not m.estimable or m.n == 0 or m.role == "descriptive":
         return m
     return m.with_details(**evalue(m.estimate, m.ci_low, m.ci_high, m.measure, m.events / m.n,
                                    settings.evalue_rare_outcome_below))
+
+
+# What each Kaplan-Meier grouping shows and why it is not an effect (issue 12 items 1 and 5).
+KM_TEXT = {
+    "exposure": (
+        "Survival from NE start of patients who ever received VP after NE, never received it, or "
+        "received it before NE.",
+        "Biased (immortal time): a patient counts as 'VP' only if alive when VP started, so the "
+        "VP curve is credited with survival before VP; sicker patients also get VP. Not an effect "
+        "of VP; see the target-trial emulation."),
+    "vasst_stratum": (
+        "Survival from VP start of VP patients by VASST stratum (NE dose at VP start).",
+        "Prognosis: both groups received VP and differ by illness severity; not an effect of VP."),
+    "timing_class": (
+        "Survival from VP start of VP patients by the NE dose at which VP was added.",
+        "Confounded by indication: the timing class is the NE dose, which measures how sick the "
+        "patient was; not an effect of VP timing (the emulation estimates that)."),
+}
+
+
+def _decision_window_hours(config: StudyConfig) -> float:
+    """[tte].decision_window_hours: the hourly panel covers it (contract B)."""
+    return float(config.get("tte.decision_window_hours"))
 
 
 def analyze(cohort_path: Path, out_dir: Path, config: StudyConfig) -> AnalysisResult:
@@ -109,58 +134,52 @@ def analyze(cohort_path: Path, out_dir: Path, config: StudyConfig) -> AnalysisRe
     cohort_path, out_dir = Path(cohort_path), Path(out_dir)
     raw, ne_timeline = read_cohort(cohort_path)
     cohort = prepare(raw)
+    panel_rows = panel.read_panel(cohort_path)
     tick("read")
 
     # Descriptive ------------------------------------------------------------------------
     mortality = descriptive.mortality_table(cohort, settings.horizons_days, settings.confidence_level)
     vp = cohort.filter(pl.col("exposure") == "vp_added")
     km = [descriptive.kaplan_meier(cohort, "exposure", settings.at_risk_days, settings.long_term_days,
-                                   settings.min_patients_per_group, settings.confidence_level)]
+                                   settings.min_patients_per_group, settings.confidence_level,
+                                   estimand=KM_TEXT["exposure"][0], caption=KM_TEXT["exposure"][1])]
     for grouping in ("vasst_stratum", "timing_class"):
         km.append(descriptive.kaplan_meier(vp, grouping, settings.at_risk_days, settings.long_term_days,
                                            settings.min_patients_per_group, settings.confidence_level,
-                                           time_zero_col="vp_start_time"))
+                                           time_zero_col="vp_start_time", estimand=KM_TEXT[grouping][0],
+                                           caption=KM_TEXT[grouping][1]))
     followup = descriptive.median_followup_days(cohort)
     tick("descriptive")
 
-    # VASST strata echo ------------------------------------------------------------------
-    vasst_models = {(h, adj): cox.vasst_strata_hr(cohort, settings, h, adj)
-                    for h in settings.horizons_days for adj in (False, True)}
-    tick("vasst_hr")
+    # Prognosis among VP patients (was "VASST strata HR"; descriptive) -------------------
+    prognosis = {(h, adj): cox.prognosis_among_vp(cohort, settings, h, adj)
+                 for h in settings.horizons_days for adj in (False, True)}
+    tick("vp_prognosis")
 
-    # Trial question ---------------------------------------------------------------------
+    # Trial question: secondary analyses ------------------------------------------------
+    window = _decision_window_hours(config)
     trial_models: list[ModelResult] = []
+    trial_models += panel.time_updated_models(panel_rows, cohort, settings, window)
     for h in settings.horizons_days:
-        long = trial.long_format(cohort, ne_timeline, settings, h, settings.baseline_covariates)
+        trial_models += panel.sequential_trial_models(panel_rows, cohort, settings, h)
         for adj in (False, True):
-            trial_models += trial.time_varying_models(long, settings, h, adj)
             trial_models += trial.naive_models(cohort, settings, h, adj)
-            for lm in settings.landmark_hours:
-                trial_models += trial.landmark_models(cohort, ne_timeline, settings, lm, h, adj)
     tick("trial")
 
-    ps = propensity.delayed_vp_analysis(cohort, settings)
-    tick("propensity")
     rrt = competing.rrt_analysis(cohort, settings)
     tick("rrt")
     vasst_table, vasst_meta = vasst.side_by_side(cohort, ne_timeline, settings)
     tick("vasst_comparison")
 
-    # E-values on the main (adjusted / weighted) estimates ------------------------------
-    def main_estimate(m: ModelResult) -> bool:
-        return bool(m.details.get("adjusted")) or m.name.startswith(("delayed_vp.weighted", "rrt.fine_gray"))
+    # E-values on adjusted secondary estimates (not on the interaction ratio) ------------
+    trial_models = [_with_evalue(m, settings)
+                    if m.role == "secondary" and m.details.get("adjusted")
+                    and m.details.get("analysis") != "sequential_interaction" else m
+                    for m in trial_models]
 
-    vasst_models = {k: _with_evalue(m, settings) if k[1] else m for k, m in vasst_models.items()}
-    trial_models = [_with_evalue(m, settings) if main_estimate(m) and not m.name.startswith("trial.naive")
-                    else m for m in trial_models]
-    ps_models = tuple(_with_evalue(m, settings) for m in ps.models)
-    ps = propensity.PropensityResult(**{**ps.__dict__, "models": ps_models})
-    rrt_models = tuple(_with_evalue(m, settings) if main_estimate(m) else m for m in rrt.models)
-    rrt = competing.RrtResult(**{**rrt.__dict__, "models": rrt_models})
-
-    all_models = [*vasst_models.values(), *trial_models, *ps.models, *ps.unweighted, *rrt.models]
+    all_models = [*prognosis.values(), *trial_models, *rrt.models]
     estimates, coefficients = _model_rows(all_models)
-    forest_names = [m.name for m in trial_models] + [m.name for m in ps.models]
+    forest_names = [m.name for m in trial_models]
     forest = estimates.filter(pl.col("name").is_in(forest_names))
 
     long_h = settings.long_term_days
@@ -182,19 +201,20 @@ def analyze(cohort_path: Path, out_dir: Path, config: StudyConfig) -> AnalysisRe
             "kaplan_meier": {k.grouping: k.to_dict() for k in km},
             "median_followup": followup,
         },
-        "vasst_hr": {
-            "unadjusted": vasst_models[(long_h, False)].to_dict(),
-            "adjusted": vasst_models[(long_h, True)].to_dict(),
-            "short_term": {"unadjusted": vasst_models[(short_h, False)].to_dict(),
-                           "adjusted": vasst_models[(short_h, True)].to_dict()},
+        "vp_prognosis": {
+            "unadjusted": prognosis[(long_h, False)].to_dict(),
+            "adjusted": prognosis[(long_h, True)].to_dict(),
+            "short_term": {"unadjusted": prognosis[(short_h, False)].to_dict(),
+                           "adjusted": prognosis[(short_h, True)].to_dict()},
         },
         "trial": {
             "stratum_rule": settings.trial_stratum_rule,
+            "hourly_panel": panel.PANEL_FILE if panel_rows is not None else None,
             "models": {m.name: m.to_dict() for m in trial_models},
         },
-        "delayed_vp": ps.to_dict(),
         "rrt": rrt.to_dict(),
-        "vasst_comparison": {**vasst_meta, "rows": vasst_table.to_dicts()},
+        "vasst_comparison": {**vasst_meta, "rows": vasst_table.to_dicts(), "role": "descriptive",
+                             "estimand": vasst.ESTIMAND},
         "not_estimable": sorted(
             [{"name": m.name, "reason": m.reason} for m in all_models if not m.estimable],
             key=lambda d: d["name"]),
@@ -209,7 +229,6 @@ def analyze(cohort_path: Path, out_dir: Path, config: StudyConfig) -> AnalysisRe
         "forest": forest,
         "cif_curves": rrt.cif_curves,
         "cif_at_risk": rrt.cif_at_times,
-        "ps_balance": ps.balance,
         "vasst_comparison": vasst_table,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -225,10 +244,9 @@ def analyze(cohort_path: Path, out_dir: Path, config: StudyConfig) -> AnalysisRe
     tick("write")
 
     headline = tuple(m.describe() for m in (
-        vasst_models[(long_h, True)],
-        *[m for m in trial_models if m.name in (f"trial.time_varying.all.{int(long_h)}d.adjusted",
+        prognosis[(long_h, True)],
+        *[m for m in trial_models if m.name in (f"trial.sequential.all.{int(long_h)}d.adjusted",
                                                  f"trial.naive.all.{int(long_h)}d.adjusted")],
-        *ps.models[-1:],
     ))
     return AnalysisResult(
         out_dir=out_dir, results_path=results_path, tables=MappingProxyType(paths),

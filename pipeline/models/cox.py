@@ -195,23 +195,38 @@ def fit_cox_time_varying(
 
 
 VASST_STRATA = ("less_severe", "more_severe")
+# Columns that define the VASST stratum itself: adjusting the stratum contrast for them would
+# compare patients who cannot differ (issue 12), so they are refused as prognosis covariates.
+STRATUM_DEFINING_COLUMNS = ("ne_rate_at_vp_mcg_min", "nee_at_vp_mcg_kg_min")
 
 
-def vasst_strata_hr(
+def prognosis_estimand(horizon_days: float, adjusted: bool) -> str:
+    adj = " at equal age, sex and lactate before VP" if adjusted else ""
+    return (f"Among patients given VP after NE, how much higher the hazard of death within "
+            f"{horizon_days:g} days from VP start is for the more severe VASST stratum (NE at VP "
+            f"start >= the more-severe threshold) than for the less severe one{adj}: prognosis of "
+            f"sicker patients, not an effect of VP or of its timing.")
+
+
+def prognosis_among_vp(
     cohort: pl.DataFrame, settings: ModelSettings, horizon_days: float, adjusted: bool,
 ) -> ModelResult:
-    """VASST echo among vp_added: HR of death, more_severe vs less_severe (NE mcg/min at VP
-    start), time zero = VP start, administratively censored at ``horizon_days``.
-    Adjusted for ``settings.vasst_adjust_covariates`` when ``adjusted``."""
+    """Prognosis among vp_added (formerly "VASST strata HR"): HR of death, more_severe vs
+    less_severe (NE mcg/min at VP start), time zero = VP start, administratively censored at
+    ``horizon_days``. Adjusted for ``settings.vasst_adjust_covariates`` when ``adjusted``, never
+    for the NE dose that defines the stratum. Descriptive: no p-value, no E-value."""
+    covs = tuple(c for c in settings.vasst_adjust_covariates if c not in STRATUM_DEFINING_COLUMNS)
     frame = survival_from(
         cohort.filter((pl.col("exposure") == "vp_added") & pl.col("vasst_stratum").is_in(VASST_STRATA)),
         "vp_start_time", horizon_days,
     ).with_columns(is_more_severe=(pl.col("vasst_stratum") == "more_severe").cast(pl.Int8))
     kind = "adjusted" if adjusted else "unadjusted"
     return fit_cox(
-        frame, name=f"vasst_hr.{int(horizon_days)}d.{kind}",
-        label=f"VASST strata, {int(horizon_days)}-day, {kind}",
+        frame, name=f"vp_prognosis.{int(horizon_days)}d.{kind}",
+        label=f"Prognosis among VP patients (more vs less severe stratum), {int(horizon_days)}-day, {kind}",
         contrast="more_severe vs less_severe (among vp_added, from VP start)",
-        exposure_col="is_more_severe",
-        covariates=settings.vasst_adjust_covariates if adjusted else (), settings=settings,
-    ).with_details(horizon_days=horizon_days, time_zero="vp_start_time")
+        exposure_col="is_more_severe", covariates=covs if adjusted else (), settings=settings,
+    ).with_details(horizon_days=horizon_days, time_zero="vp_start_time").with_role(
+        "descriptive", prognosis_estimand(horizon_days, adjusted),
+        "Both groups received VP; the strata differ by illness severity (the NE dose at VP start), "
+        "so the ratio describes prognosis and says nothing about whether VP helps.")

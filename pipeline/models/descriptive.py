@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 from lifelines import KaplanMeierFitter
-from lifelines.statistics import multivariate_logrank_test
 from scipy.stats import norm
 
 from pipeline.models.data import survival_from
@@ -82,35 +81,37 @@ def mortality_table(
 
 @dataclass(frozen=True)
 class KaplanMeierResult:
-    """KM curves of one grouping with the log-rank test across its groups.
+    """KM curves of one grouping (descriptive: no test; issue 12).
 
     ``curves``: grouping, group, time_days, survival, ci_low, ci_high (step function, one row per
     distinct time). ``at_risk``: grouping, group, time_days, n_at_risk, survival at fixed times.
+    ``estimable`` is False when fewer than two groups reach ``min_patients_per_group``.
+    ``estimand`` and ``caption`` (why the comparison is not an effect) come from the caller.
     """
 
     grouping: str
     horizon_days: float
-    logrank_chi2: float | None
-    logrank_df: int | None
-    logrank_p: float | None
     estimable: bool
     reason: str
     curves: pl.DataFrame
     at_risk: pl.DataFrame
+    estimand: str = ""
+    caption: str = ""
 
     def to_dict(self) -> dict:
         return {"grouping": self.grouping, "horizon_days": self.horizon_days,
-                "estimable": self.estimable, "reason": self.reason,
-                "logrank_chi2": self.logrank_chi2, "logrank_df": self.logrank_df,
-                "logrank_p": self.logrank_p}
+                "estimable": self.estimable, "reason": self.reason, "role": "descriptive",
+                "estimand": self.estimand, "caption": self.caption, "bias_note": self.caption}
 
 
 def kaplan_meier(
     frame: pl.DataFrame, grouping: str, at_risk_days: tuple[float, ...], horizon_days: float,
     min_patients_per_group: int, confidence_level: float = 0.95, time_zero_col: str = "index_time",
+    estimand: str = "", caption: str = "",
 ) -> KaplanMeierResult:
     """KM survival per level of ``grouping`` (rows with a null group are left out), censored at
-    ``horizon_days``; log-rank test over groups with >= ``min_patients_per_group`` patients."""
+    ``horizon_days``. No log-rank test: these curves are descriptive (issue 12); ``estimand``
+    and ``caption`` say what they show and why they are not an effect of VP."""
     surv = survival_from(frame, time_zero_col, horizon_days).filter(pl.col(grouping).is_not_null())
     curve_rows: list[dict] = []
     risk_rows: list[dict] = []
@@ -138,18 +139,9 @@ def kaplan_meier(
                           "ci_low": pl.Float64, "ci_high": pl.Float64})
     at_risk = pl.DataFrame(risk_rows, schema={"grouping": pl.String, "group": pl.String,
                            "time_days": pl.Float64, "n_at_risk": pl.Int64, "survival": pl.Float64})
-    if len(kept) < 2:
-        return KaplanMeierResult(grouping, horizon_days, None, None, None, False,
-                                 f"fewer than 2 groups with >= {min_patients_per_group} patients",
-                                 curves, at_risk)
-    tested = surv.filter(pl.col(grouping).is_in(kept))
-    if int(tested["event"].sum()) == 0:
-        return KaplanMeierResult(grouping, horizon_days, None, None, None, False,
-                                 "no deaths in the compared groups", curves, at_risk)
-    res = multivariate_logrank_test(tested["time_days"].to_numpy(), tested[grouping].to_numpy(),
-                                    tested["event"].to_numpy())
-    return KaplanMeierResult(grouping, horizon_days, float(res.test_statistic), len(kept) - 1,
-                             float(res.p_value), True, "", curves, at_risk)
+    reason = f"fewer than 2 groups with >= {min_patients_per_group} patients" if len(kept) < 2 else ""
+    return KaplanMeierResult(grouping, horizon_days, not reason, reason, curves, at_risk,
+                             estimand, caption)
 
 
 def median_followup_days(frame: pl.DataFrame) -> dict:

@@ -4,6 +4,11 @@ Every model returns a :class:`ModelResult`: the effect estimate of its one contr
 OR) with its confidence interval, counts, ``estimable``/``reason`` (a model below the minimum
 patients or events is *not estimable*, never a crash or a number from three patients), and a
 ``summary`` table with every coefficient.
+
+Every result also says what it estimates (issue 12): ``role`` is "primary" (the target-trial
+emulation only), "secondary" (an estimate of a stated effect, with its limits in ``estimand``)
+or "descriptive" (an association or prognosis: no p-value and no E-value, because neither
+means anything for a contrast that is not an effect); ``estimand`` is one plain sentence.
 """
 
 from __future__ import annotations
@@ -25,6 +30,12 @@ SUMMARY_SCHEMA = {
     "se": pl.Float64,
     "p": pl.Float64,
 }
+
+
+ROLES = ("primary", "secondary", "descriptive")
+# details keys written by pipeline.models.evalues.evalue; a descriptive result never has them.
+EVALUE_KEYS = ("evalue_estimate", "evalue_ci", "evalue_rr_scale", "evalue_conversion",
+               "evalue_outcome_proportion")
 
 
 def empty_summary() -> pl.DataFrame:
@@ -71,11 +82,22 @@ class ModelResult:
     n: int = 0
     events: int = 0
     se_type: str = ""
+    role: str = "secondary"
+    estimand: str = ""
+    bias_note: str = ""
     details: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     summary: pl.DataFrame = field(default_factory=empty_summary, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "details", MappingProxyType(dict(self.details)))
+        if self.role not in ROLES:
+            raise ValueError(f"{self.name}: role must be one of {ROLES}, got {self.role!r}")
+        details = dict(self.details)
+        if self.role == "descriptive":
+            # No p-value and no E-value for a contrast that is not an effect (issue 12).
+            object.__setattr__(self, "p", None)
+            for k in EVALUE_KEYS:
+                details.pop(k, None)
+        object.__setattr__(self, "details", MappingProxyType(details))
 
     @classmethod
     def not_estimable(
@@ -86,6 +108,12 @@ class ModelResult:
             name=name, label=label, measure=measure, contrast=contrast, estimable=False,
             reason=reason, n=int(n), events=int(events), details=details or {},
         )
+
+    def with_role(self, role: str, estimand: str, bias_note: str = "") -> "ModelResult":
+        """The same result with its role and estimand sentence (descriptive drops p/E-values);
+        ``bias_note`` says why a descriptive comparison is not an effect."""
+        return ModelResult(**{**self.__dict__, "role": role, "estimand": estimand,
+                              "bias_note": bias_note})
 
     def with_details(self, **extra: Any) -> "ModelResult":
         merged = dict(self.details)
@@ -108,13 +136,17 @@ class ModelResult:
             "n": int(self.n),
             "events": int(self.events),
             "se_type": self.se_type,
+            "role": self.role,
+            "estimand": self.estimand,
+            "bias_note": self.bias_note,
             "details": {k: _clean(v) for k, v in sorted(self.details.items())},
         }
 
     def describe(self) -> str:
         if not self.estimable:
             return f"{self.label}: not estimable ({self.reason}); n={self.n}, events={self.events}"
+        p = f", p={self.p:.3g}" if self.p is not None else f" ({self.role})"
         return (
             f"{self.label}: {self.measure} {self.estimate:.2f} "
-            f"({self.ci_low:.2f}-{self.ci_high:.2f}), p={self.p:.3g}; n={self.n}, events={self.events}"
+            f"({self.ci_low:.2f}-{self.ci_high:.2f}){p}; n={self.n}, events={self.events}"
         )

@@ -22,6 +22,9 @@ class ModelSettings:
     vasst_more_severe_ne_mcg_min: float
     vasst_adjust_covariates: tuple[str, ...]
     baseline_covariates: tuple[str, ...]
+    rrt_covariates: tuple[str, ...]
+    time_updated_covariates: tuple[str, ...]
+    sequential_trial_hours: tuple[float, ...]
     landmark_hours: tuple[float, ...]
     trial_stratum_rule: str
     min_patients_per_group: int
@@ -55,6 +58,9 @@ class ModelSettings:
             ),
             vasst_adjust_covariates=tuple(str(c) for c in m["vasst_adjust_covariates"]),
             baseline_covariates=tuple(str(c) for c in m["baseline_covariates"]),
+            rrt_covariates=tuple(str(c) for c in m["rrt_covariates"]),
+            time_updated_covariates=tuple(str(c) for c in m["time_updated_covariates"]),
+            sequential_trial_hours=tuple(float(h) for h in m["sequential_trial_hours"]),
             landmark_hours=tuple(float(h) for h in m["landmark_hours"]),
             trial_stratum_rule=str(m["trial_stratum_rule"]),
             min_patients_per_group=int(m["min_patients_per_group"]),

@@ -3,7 +3,13 @@
 Population: exposure in (vp_added, ne_only); vp_before_ne is left out (VP came first: a
 different question). Time zero = index_time (first NE start); death within the horizon.
 
-Three analyses, reported side by side:
+Since results.json 2.0 (issue 12) ``analyze`` reports only the naive model from this module
+(as a labelled descriptive warning example); the time-varying and landmark models below adjust
+for baseline covariates only, which leaves the current NE dose, MAP and lactate confounding VP
+initiation, and are replaced by pipeline/models/panel.py (time-updated model, sequential trials).
+They stay for benchmarks/models_validation.py and the VASST side-by-side landmark table.
+
+Three analyses:
 
 * **time-varying** (lifelines CoxTimeVaryingFitter): VP is 0 from index until VP start, 1 after;
   each patient's person-time is split at VP start and where the stratum changes.
@@ -242,5 +248,14 @@ def naive_models(
             contrast="ever VP vs never (baseline, immortal-time biased)", exposure_col="vp",
             covariates=settings.baseline_covariates if adjusted else (), settings=settings,
             strata=["stratum"] if s == "all" else None, ph_test=False,
-        ).with_details(analysis="naive", stratum=s, horizon_days=horizon_days, adjusted=adjusted))
+        ).with_details(analysis="naive", stratum=s, horizon_days=horizon_days, adjusted=adjusted)
+         .with_role("descriptive", NAIVE_ESTIMAND.format(h=horizon_days), NAIVE_BIAS_NOTE))
     return out
+
+
+NAIVE_ESTIMAND = ("Hazard ratio of death within {h:g} days from NE start for patients who ever got VP "
+                  "after NE vs those who never did, as if VP were known at NE start.")
+NAIVE_BIAS_NOTE = ("Biased by immortal time (a patient is 'VP' only if alive when VP started, so VP is "
+                   "credited with the survival before it) and by confounding (sicker patients get VP; "
+                   "never-VP strata use the episode's maximum NE dose, known only afterwards). Shown "
+                   "as a warning example, not an effect.")

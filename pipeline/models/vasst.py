@@ -19,6 +19,10 @@ from pipeline.models.trial import landmark_frame
 
 REFERENCE_PATH = Path(__file__).with_name("vasst_reference.toml")
 
+ESTIMAND = ("Crude mortality at 28 and 90 days from NE start, by VASST stratum, of patients alive "
+            "at the first landmark who had or had not started VP by then, printed beside VASST's "
+            "randomised arms: a description, not an estimate of VASST's effect.")
+
 CAVEATS = (
     "VASST was a randomised, blinded trial; these cohort figures are observational and crude "
     "(confounding by indication: clinicians add VP to sicker patients).",

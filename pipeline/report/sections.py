@@ -511,9 +511,8 @@ def km_section(out_dir: Path, results: dict | None, config: StudyConfig, policy:
         d = _curves_with_risk(curves, at_risk, "survival", grouping, config, policy, total)
         img = figures.step_curves_png(d["curves"], ylabel="alive (%)", xlabel="days", xmax=horizon, dpi=dpi) if d["curves"] else None
         meta = km_meta.get(grouping, {})
-        p_text = fmt_p(meta.get("logrank_p"))
-        lr = (f"log-rank test p {p_text if p_text.startswith('<') else '= ' + p_text}" if meta.get("estimable")
-              else "log-rank test not done: too few patients in the groups")
+        # results.json 2.x: descriptive curves have no log-rank p, only a caption (issue 12).
+        lr = str(meta.get("caption") or meta.get("reason") or "").rstrip(".")
         panels.append({"title": title, "img": img, **{k: d[k] for k in ("times", "table", "n_not_drawn")},
                        "logrank": lr})
     return {"available": True, "panels": panels, "horizon": f"{horizon:g}"}
@@ -567,7 +566,7 @@ def _model_row(m: Mapping[str, Any], config: StudyConfig, policy: CellPolicy) ->
 
 _ANALYSIS_TEXT = {
     "naive": "naive: ever VP vs never (biased)",
-    "time_varying": "time-varying VP (from NE start)",
+    "sequential": "sequential trials: VP now vs not now",
     "delayed_vp": "delayed vs earlier VP",
 }
 
@@ -580,8 +579,8 @@ def forest_section(out_dir: Path, results: dict | None, config: StudyConfig, pol
     slabels = stratum_labels(config)
     f = forest.filter(pl.col("horizon_days") == horizon)
     trial_rows = f.filter(pl.col("name").str.starts_with("trial.") & pl.col("adjusted"))
-    order = ["naive", "time_varying", *sorted({a for a in trial_rows["analysis"].to_list() if a.startswith("landmark")},
-                                               key=lambda a: float(a.split("_")[1].rstrip("h")))]
+    # results.json 2.x: time_varying/landmark_* were replaced by the sequential trials (issue 12).
+    order = ["naive", "sequential"]
     fig_rows, table = [], []
     for stratum in ("all", "less_severe", "more_severe"):
         for analysis in order:
@@ -601,7 +600,7 @@ def forest_section(out_dir: Path, results: dict | None, config: StudyConfig, pol
     img = figures.forest_png(fig_rows, dpi=dpi) if any(r.estimate is not None for r in fig_rows) else None
     vasst = []
     for key in ("unadjusted", "adjusted"):
-        m = ((results or {}).get("vasst_hr") or {}).get(key)
+        m = ((results or {}).get("vp_prognosis") or {}).get(key)  # results.json 2.x key
         if m:
             vasst.append(_model_row(m, config, policy))
     balance = read_parquet(out_dir, "ps_balance")

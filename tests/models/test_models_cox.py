@@ -8,9 +8,9 @@ from pipeline.models.data import survival_from
 
 
 def test_cox_matches_statsmodels_phreg(cohort_null, settings):
-    """The VASST-strata Cox (lifelines, Efron ties) against statsmodels PHReg (Efron) on the
+    """The prognosis Cox (lifelines, Efron ties) against statsmodels PHReg (Efron) on the
     same rows: same coefficients; lifelines' robust SE vs PHReg's robust SE (groups=patient)."""
-    res = cox.vasst_strata_hr(cohort_null, settings, 90.0, adjusted=True)
+    res = cox.prognosis_among_vp(cohort_null, settings, 90.0, adjusted=True)
     assert res.estimable
     frame = survival_from(
         cohort_null.filter((pl.col("exposure") == "vp_added")
@@ -32,10 +32,24 @@ def test_cox_matches_statsmodels_phreg(cohort_null, settings):
 
 def test_not_estimable_small_groups(cohort_null, settings):
     tiny = cohort_null.filter(pl.col("exposure") == "vp_added").head(8)
-    res = cox.vasst_strata_hr(tiny, settings, 90.0, adjusted=True)
+    res = cox.prognosis_among_vp(tiny, settings, 90.0, adjusted=True)
     assert not res.estimable
     assert "patients" in res.reason or "events" in res.reason
     assert res.estimate is None and res.to_dict()["hr"] is None
+
+
+def test_prognosis_is_descriptive_and_never_adjusted_for_the_stratum_dose(cohort_null, settings):
+    """Issue 12: the stratum contrast among VP patients is prognosis - no p, no E-value - and
+    is not adjusted for the NE dose that defines the stratum, even if the config lists it."""
+    import dataclasses
+
+    s = dataclasses.replace(settings, vasst_adjust_covariates=(*settings.vasst_adjust_covariates,
+                                                               "nee_at_vp_mcg_kg_min"))
+    res = cox.prognosis_among_vp(cohort_null, s, 90.0, adjusted=True)
+    assert res.estimable and res.role == "descriptive" and res.estimand
+    assert res.p is None and res.to_dict()["p"] is None
+    assert "nee_at_vp" not in res.details["covariates_used"]
+    assert "evalue_estimate" not in res.with_details(evalue_estimate=2.0).details
 
 
 def test_time_varying_fitter_equals_counting_process_coxph(cohort_null, settings):
