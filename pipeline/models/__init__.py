@@ -11,7 +11,6 @@ Public entry points:
   ``naive_models``
 * ``propensity``: ``delayed_vp_analysis``; ``competing``: ``rrt_analysis``, ``fine_gray``,
   ``cumulative_incidence``; ``evalues``: ``evalue``; ``vasst``: ``side_by_side``
-* ``simulate``: ``simulate_cohort`` (synthetic cohort with a known VP hazard ratio)
 """
 
 from pipeline.models.analyze import SCHEMA_VERSION, AnalysisResult, analyze
