@@ -90,7 +90,8 @@ def strategy_truth_full(prm: SynthParams, n: int, seed: int, tte) -> dict:
                 "risk_difference_90d": float((d90[sid].astype(float) - d90[ref]).mean()),
                 "mc_se_rd_28d": float(diff28.std() / math.sqrt(n)),
             })
-    out = {"decision_window_hours": float(tte.decision_window_hours), "grace_hours": int(tte.grace_hours),
+    w = float(tte.decision_window_hours)
+    out = {"decision_window_hours": int(w) if w.is_integer() else w, "grace_hours": int(tte.grace_hours),
            "n_simulated": int(n), "seed": int(seed), "strategies": strategies, "contrasts": contrasts,
            "population": "patients starting NE for septic shock without VP before NE (the hourly world's "
                          "shock population; ages as the adult cohort)",
