@@ -56,6 +56,8 @@ def default_source(config: StudyConfig) -> Path:
     code = hashlib.sha256()
     for path in sorted(Path(pipeline.synth.__file__).parent.glob("*.py")):
         code.update(path.read_bytes())
+    # ... and on the config it reads (item ids, thresholds, the [tte] strategies of the truth)
+    code.update(json.dumps(pipeline.synth.synth_config(), sort_keys=True, default=str).encode())
     target = cache_dir() / f"synth-n{n}-seed{seed}-{code.hexdigest()[:12]}"
     if (target / "icu" / "icustays.csv.gz").exists():
         return target

@@ -12,8 +12,8 @@ Public entry points:
   ``naive_models`` (only the naive one is reported, as descriptive)
 * ``propensity``: ``smd``, ``propensity_weights``; ``competing``: ``rrt_analysis``, ``fine_gray``,
   ``cumulative_incidence``; ``evalues``: ``evalue``; ``vasst``: ``side_by_side``
-* ``simulate``: ``simulate_cohort`` (synthetic cohort with a known VP hazard ratio),
-  (``panel_world.simulate_panel_world``: hourly world with time-varying confounding)
+* ``panel_world``: ``simulate_panel_world`` (hourly world with time-varying confounding, for
+  the panel models' tests); the study's synthetic data is ``pipeline.synth`` (one generator)
 """
 
 from pipeline.models.analyze import SCHEMA_VERSION, AnalysisResult, analyze

@@ -107,6 +107,7 @@ def synth_config() -> dict:
         "p_hydrocortisone": SynthParams().p_hydrocortisone,
         "tte_window_hours": float(study.typed("tte").decision_window_hours),
         "tte_grace_hours": int(study.typed("tte").grace_hours),
+        "tte": dict(study.section("tte")),  # the strategies of the interventional truth
     }
     # Items written must be items the study reads, else the truth would not be what the SQL sees.
     for key, ids, allowed in (

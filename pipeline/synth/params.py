@@ -84,6 +84,7 @@ class SynthParams:
     p_rewritten: float = 0.05
     p_other_pressor: float = 0.18
     p_vp_same_minute: float = 0.10
+    p_vp_same_minute_hour0: float = 0.5
     p_trap_ne_paused_at_vp: float = 0.03
     p_boundary_weight: float = 0.06
     # --- truth ----------------------------------------------------------------------------
@@ -168,6 +169,7 @@ MEANINGS: dict[str, str] = {
     "p_rewritten": "share of NE rows with a Rewritten audit copy (wrong rate)",
     "p_other_pressor": "share of shock stays with epinephrine / phenylephrine / dopamine",
     "p_vp_same_minute": "share of VP starts at the hour's first minute (same minute as NE start or an NE rate change)",
+    "p_vp_same_minute_hour0": "the same for VP started in hour 0 (VP and NE starting in the same minute)",
     "p_trap_ne_paused_at_vp": "share of VP starts during a pause of NE at a rate change (NE rate 0 at VP start)",
     "p_boundary_weight": "share of patients weighing exactly 50, 70, 75, 80 or 100 kg (threshold rates in mcg/min)",
     "truth_n_simulated": "patients re-simulated per strategy for the interventional truth (not written)",

@@ -12,10 +12,12 @@ Structure of one patient (stays are numbered in this order):
 * sometimes a *readmission* ICU stay later in the anchor admission (sometimes with NE: a
   qualifying stay that ``first_stay_only`` must drop), kept only if the patient is alive.
 
-Death is drawn from the piecewise-exponential hazard of ``SynthParams`` starting at the anchor
-stay's NE start (intime when it has no vasopressor), with vasopressin as a time-varying
-covariate; a death before the planned VP start removes the VP rows (immortal-time bias on
-purpose), and every row after death is cut.
+The anchor stay's shock episode comes from the hour-by-hour world (``pipeline.synth.world``):
+its charted NE rates become MetaVision rows (one per constant rate; overlaps and pauses at rate
+changes), the clinician's VP decision hour becomes a VP start minute inside that hour, MAP and
+lactate are the world's values, and death / RRT times are the world's. A death in the VP hour
+before the VP start minute leaves the stay ne_only (immortal time on purpose). Stays without a
+vasopressor die by a piecewise-exponential hazard from intime. Every row after death is cut.
 """
 
 from __future__ import annotations
@@ -93,35 +95,6 @@ class Rows:
 
 def _choice(rng, options, p, size):
     return np.asarray(options, dtype=object)[rng.choice(len(options), size=size, p=p)]
-
-
-def _titration_rows(
-    rng: np.random.Generator,
-    n: int,
-    prm: SynthParams,
-    peak_rate: np.ndarray,
-    peak_row: np.ndarray | None,
-    n_rows: np.ndarray,
-):
-    """NE rows (minutes relative to NE start) climbing to ``peak_rate`` at ``peak_row`` and
-    weaning after. Returns owner, pos, first, start_min, dur_min, delta_min, rate."""
-    owner, pos, first = groups(n_rows)
-    total = len(owner)
-    dur = rng.integers(prm.ne_row_minutes_min, prm.ne_row_minutes_max + 1, total)
-    u = rng.random(total)
-    delta = np.zeros(total, dtype=np.int64)
-    ov = u < prm.p_row_overlap
-    gp = (u >= prm.p_row_overlap) & (u < prm.p_row_overlap + prm.p_row_gap)
-    delta[ov] = -rng.integers(1, 6, int(ov.sum()))
-    delta[gp] = rng.integers(5, 46, int(gp.sum()))
-    if peak_row is None:
-        peak_row = rng.integers(0, n_rows)
-    f = rng.uniform(0.55, 0.85, n)
-    dist = np.abs(pos - peak_row[owner])
-    rate = np.maximum(np.round(peak_rate[owner] * f[owner] ** dist, 3), 0.01)
-    is_peak = pos == peak_row[owner]
-    rate[is_peak] = peak_rate[owner][is_peak]
-    return owner, pos, first, dur, delta, rate
 
 
 def plan(rng: np.random.Generator, n_patients: int, prm: SynthParams, cfg: dict) -> dict:
@@ -209,7 +182,7 @@ def plan(rng: np.random.Generator, n_patients: int, prm: SynthParams, cfg: dict)
     seg_at[s_owner, s_h0] = True
     boundary_at_vp = has_vp & (vh_c >= 1) & seg_at[np.arange(n), vh_c]
     off = rng.integers(1, 31, n)
-    same_min = rng.random(n) < np.where(vh_c == 0, 0.5, prm.p_vp_same_minute)
+    same_min = rng.random(n) < np.where(vh_c == 0, prm.p_vp_same_minute_hour0, prm.p_vp_same_minute)
     off = np.where(same_min, 0, off)
     paused = boundary_at_vp & (rng.random(n) < prm.p_trap_ne_paused_at_vp)
     g_min = rng.integers(15, 46, n)

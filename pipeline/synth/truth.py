@@ -90,7 +90,8 @@ def strategy_truth_full(prm: SynthParams, n: int, seed: int, tte) -> dict:
                 "risk_difference_90d": float((d90[sid].astype(float) - d90[ref]).mean()),
                 "mc_se_rd_28d": float(diff28.std() / math.sqrt(n)),
             })
-    out = {"decision_window_hours": float(tte.decision_window_hours), "grace_hours": int(tte.grace_hours),
+    w = float(tte.decision_window_hours)
+    out = {"decision_window_hours": int(w) if w.is_integer() else w, "grace_hours": int(tte.grace_hours),
            "n_simulated": int(n), "seed": int(seed), "strategies": strategies, "contrasts": contrasts,
            "population": "patients starting NE for septic shock without VP before NE (the hourly world's "
                          "shock population; ages as the adult cohort)",
@@ -199,6 +200,10 @@ def true_effects(prm: SynthParams, seed: int, n_stays: int, truth: pl.DataFrame,
     }
 
 
+def _f(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
 def generative_model_md(prm: SynthParams, seed: int, n_stays: int, effects: dict) -> str:
     params = "\n".join(f"| `{k}` | `{v}` | {MEANINGS.get(k, '')} |" for k, v in prm.as_dict().items() if k != "extra")
     c = effects["cohort"]
@@ -206,6 +211,7 @@ def generative_model_md(prm: SynthParams, seed: int, n_stays: int, effects: dict
     rows = "\n".join(f"| {s['id']} | {s['risk_28d']:.4f} (MC SE {s['mc_se_28d']:.4f}) | {s['risk_90d']:.4f} | "
                      f"{s['rrt_risk_28d']:.4f} |" for s in t["strategies"])
     nat = effects["natural_course"]
+    by_dose = ", ".join(f"{k} {_f(v)}" for k, v in nat["risk_28d_by_ne_at_vp_start"].items())
     return f"""# Generative model of this synthetic dataset
 
 Written by `pipeline.synth.generate` (vasoflow). seed = {seed}, n_stays = {n_stays}.
@@ -240,9 +246,11 @@ numbers). Population: {t['population']}.
 | --- | --- | --- | --- |
 {rows}
 
-Natural course (same population): 28-day risk {nat['risk_28d']:.4f}; VP ever {nat['share_vp']:.3f};
-crude 28-day risk ever VP {nat['risk_28d_ever_vp']} vs never {nat['risk_28d_never_vp']}; by NE rate
-at VP start {nat['risk_28d_by_ne_at_vp_start']}. Risk differences: `true_effects.json` tte.contrasts.
+Natural course (same population, no intervention): 28-day risk {nat['risk_28d']:.4f}; share
+with VP {nat['share_vp']:.3f}; crude 28-day risk with VP {_f(nat['risk_28d_ever_vp'])} vs without
+{_f(nat['risk_28d_never_vp'])}; by NE rate at VP start (mcg/kg/min) {by_dose}. These crude numbers
+are what a comparison ignoring time-varying confounding targets; compare them with the table.
+Risk differences: `true_effects.json` tte.contrasts.
 Every other estimate of the study: `true_effects.json` estimands (true value, or null with the reason).
 
 ## Patients, admissions, stays

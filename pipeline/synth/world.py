@@ -264,7 +264,10 @@ def strategies_of(tte) -> list[tuple]:
 
 def run_strategies(prm: SynthParams, n: int, seed: int, tte) -> dict:
     """Natural course and every strategy of the protocol for the same ``n`` patients."""
-    base = baseline(np.random.default_rng([seed, 3]), n, prm)
+    rng = np.random.default_rng([seed, 3])
+    # ages as in the written data: the anchor age plus the 0-2 years to the anchor admission
+    age = np.clip(np.round(rng.normal(prm.adult_age_mean_years, prm.adult_age_sd_years, n)), 18, 91)
+    base = baseline(rng, n, prm, age=age + rng.integers(0, 3, n))
     sts = strategies_of(tte)
     courses = simulate_many(base, prm, seed, [None, *sts], window_hours=tte.decision_window_hours,
                             grace_hours=tte.grace_hours)

@@ -9,7 +9,10 @@ import pytest
 
 from pipeline.errors import InputFileError
 from pipeline.models import SCHEMA_VERSION, analyze
-from pipeline.models.simulate import simulate_cohort
+from pipeline.synth import SynthParams
+from pipeline.synth.cohort_run import synthetic_cohort
+
+_FAST = SynthParams(truth_n_simulated=2000)
 
 
 def _write(sim, folder):
@@ -22,7 +25,7 @@ def _write(sim, folder):
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory, study_config):
     tmp = tmp_path_factory.mktemp("analyze")
-    path = _write(simulate_cohort(400, seed=3), tmp / "in")
+    path = _write(synthetic_cohort(tmp / "sim", 750, 3, _FAST), tmp / "in")
     return path, analyze(path, tmp / "out1", study_config), tmp
 
 
@@ -97,7 +100,7 @@ def test_deterministic(small_run, study_config):
 
 
 def test_tiny_cohort_is_not_estimable_not_a_crash(tmp_path, study_config):
-    sim = simulate_cohort(8, seed=4)
+    sim = synthetic_cohort(tmp_path / "sim", 14, 4, _FAST)
     path = _write(sim, tmp_path / "in")
     res = analyze(path, tmp_path / "out", study_config)
     data = json.loads(res.results_path.read_text())
@@ -107,7 +110,7 @@ def test_tiny_cohort_is_not_estimable_not_a_crash(tmp_path, study_config):
 
 
 def test_missing_timeline_is_a_user_error(tmp_path, study_config):
-    sim = simulate_cohort(20, seed=4)
+    sim = synthetic_cohort(tmp_path / "sim", 30, 4, _FAST)
     sim.cohort.write_parquet(tmp_path / "cohort.parquet")
     with pytest.raises(InputFileError, match="ne_timeline.parquet"):
         analyze(tmp_path / "cohort.parquet", tmp_path / "out", study_config)

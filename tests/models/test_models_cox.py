@@ -52,10 +52,10 @@ def test_prognosis_is_descriptive_and_never_adjusted_for_the_stratum_dose(cohort
     assert "evalue_estimate" not in res.with_details(evalue_estimate=2.0).details
 
 
-def test_time_varying_fitter_equals_counting_process_coxph(cohort_null, settings):
+def test_time_varying_fitter_equals_counting_process_coxph(cohort_null, sim_null, settings):
     """CoxTimeVaryingFitter and CoxPHFitter with entry times maximise the same partial
     likelihood on the same (start, stop] rows: same coefficient."""
-    long = trial.long_format(cohort_null, _timeline(cohort_null), settings, 90.0, ())
+    long = trial.long_format(cohort_null, sim_null.ne_timeline, settings, 90.0, ())
     tv = cox.fit_cox_time_varying(long, name="a", label="a", contrast="", exposure_col="vp",
                                   covariates=(), settings=settings)
     cp = cox.fit_cox(long, name="b", label="b", contrast="", exposure_col="vp", covariates=(),
@@ -63,13 +63,3 @@ def test_time_varying_fitter_equals_counting_process_coxph(cohort_null, settings
     assert tv.estimable and cp.estimable
     assert np.log(tv.estimate) == pytest.approx(np.log(cp.estimate), abs=1e-5)
 
-
-_TL = {}
-
-
-def _timeline(cohort):
-    from pipeline.models.simulate import simulate_cohort
-
-    if "t" not in _TL:
-        _TL["t"] = simulate_cohort(1500, seed=11, vp_log_hr=0.0).ne_timeline
-    return _TL["t"]

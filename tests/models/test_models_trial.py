@@ -5,7 +5,6 @@ import pytest
 from pipeline.models import trial
 from pipeline.models.data import prepare
 from pipeline.models.settings import ModelSettings
-from pipeline.models.simulate import simulate_cohort
 
 
 @pytest.fixture(scope="module")
@@ -61,46 +60,12 @@ def test_landmark_population(cohort_null, sim_null, settings):
     assert (lm["time_days"] <= 90.0 - 1.0 + 1e-9).all()
 
 
-def test_time_varying_ci_covers_true_hr_one_seed(settings):
-    """Default-run seed of the coverage validation (20 seeds: benchmarks/models_validation.py
-    and the slow test). True HR 0.7 given age and lactate; adjusted time-varying model."""
-    sim = simulate_cohort(2500, seed=101, vp_log_hr=np.log(0.7))
-    cohort = prepare(sim.cohort)
-    long = trial.long_format(cohort, sim.ne_timeline, settings, 90.0, settings.baseline_covariates)
-    res = [m for m in trial.time_varying_models(long, settings, 90.0, True) if m.details["stratum"] == "all"][0]
+def test_time_varying_cox_is_confounded_by_the_current_dose(long90, settings):
+    """The null world: VP does nothing, but clinicians start it when the current NE dose is
+    high, and the dose drives death. The time-varying Cox adjusted for baseline covariates only
+    reports harm (CI above 1): it ignores time-varying confounding, as issue 10 documents. The
+    target-trial emulation (pipeline/tte) is the estimator meant for this world; the truth is in
+    true_effects.json. A world without this confounding would fail this test."""
+    res = [m for m in trial.time_varying_models(long90, settings, 90.0, True) if m.details["stratum"] == "all"][0]
     assert res.estimable
-    assert res.ci_low <= 0.7 <= res.ci_high
-
-
-def _only_when_asked(request):
-    # CI runs plain `pytest`; the slow validations run with `pytest -m slow`.
-    if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("slow statistical validation: run with -m slow")
-
-
-@pytest.mark.slow
-def test_time_varying_coverage_20_seeds(settings, request):
-    _only_when_asked(request)
-    covered = 0
-    for seed in range(20):
-        sim = simulate_cohort(2000, seed=1000 + seed, vp_log_hr=np.log(0.7))
-        cohort = prepare(sim.cohort)
-        long = trial.long_format(cohort, sim.ne_timeline, settings, 90.0, settings.baseline_covariates)
-        res = [m for m in trial.time_varying_models(long, settings, 90.0, True)
-               if m.details["stratum"] == "all"][0]
-        covered += res.ci_low <= 0.7 <= res.ci_high
-    assert covered >= 18  # >= 90% of 20
-
-
-@pytest.mark.slow
-def test_naive_biased_time_varying_not(settings, request):
-    _only_when_asked(request)
-    """VP has no effect but starts later in patients who survived: naive "ever VP" looks
-    protective, the time-varying estimate does not."""
-    sim = simulate_cohort(5000, seed=7, vp_log_hr=0.0)
-    cohort = prepare(sim.cohort)
-    long = trial.long_format(cohort, sim.ne_timeline, settings, 90.0, settings.baseline_covariates)
-    tv = [m for m in trial.time_varying_models(long, settings, 90.0, True) if m.details["stratum"] == "all"][0]
-    naive = [m for m in trial.naive_models(cohort, settings, 90.0, True) if m.details["stratum"] == "all"][0]
-    assert naive.ci_high < 1.0
-    assert tv.ci_low <= 1.0 <= tv.ci_high
+    assert res.ci_low > 1.0
