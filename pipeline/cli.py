@@ -30,9 +30,44 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     from pipeline.config import load_study_config
     from pipeline.ingest import ingest
 
+    _set_source_format(args)
     result = ingest(Path(args.source), Path(args.db), load_study_config(args.config))
     print(result.describe())
     return 0
+
+
+def _set_source_format(args: argparse.Namespace) -> None:
+    """--source-format forces the layout for this process (pipeline.sources reads it)."""
+    if getattr(args, "source_format", None):
+        from pipeline.sources import FORMAT_ENV
+
+        os.environ[FORMAT_ENV] = args.source_format
+
+
+def _cmd_pool(args: argparse.Namespace) -> int:
+    from pipeline.config import load_study_config
+    from pipeline.sites import pool_site_files
+
+    result = pool_site_files([Path(f) for f in args.files], load_study_config(args.config))
+    if args.out:
+        import json
+
+        from pipeline.atomic import write_text_atomic
+
+        write_text_atomic(Path(args.out), json.dumps(result.payload, indent=2, sort_keys=True))
+    print(result.describe())
+    return 0
+
+
+def _write_by_site(run_dir: Path, config) -> None:
+    """--by-site: aggregate-only results per site from a finished run's folder."""
+    from pipeline.sites import write_site_files
+
+    paths, pooled = write_site_files(run_dir / "vasoflow.duckdb", run_dir / "cohort.parquet",
+                                     run_dir / "sites", config)
+    print(f"by site: {len(paths)} site files (aggregates only, counts < "
+          f"{config.get('report.min_cell_count')} suppressed) -> {run_dir / 'sites'}")
+    print(pooled.describe())
 
 
 def _cmd_cohort(args: argparse.Namespace) -> int:
@@ -125,6 +160,7 @@ def _check_prefect_server(url: str, origin: str, for_run: bool = True) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from pipeline.run import preflight
 
+    _set_source_format(args)
     source = Path(args.source) if args.source else None
     config_path = Path(args.config) if args.config else None
     # Bad input fails here, in about a second, whatever the mode (no engine started yet).
@@ -157,6 +193,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         result = study_flow(out=Path(args.out), source=source, config=config_path, engine=args.engine)
     print(result.describe())
+    if args.by_site:
+        _write_by_site(Path(result.run_dir), config)
     return 0
 
 
@@ -235,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", required=True, help="folder with hosp/ and icu/")
     p.add_argument("--db", required=True, help="DuckDB file to build (replaced atomically)")
     p.add_argument("--config", help="study config TOML (defaults: the shipped study.toml)")
+    p.add_argument("--source-format", choices=("mimic", "eicu"),
+                   help="layout of --source (default: detected; eICU-CRD = one folder with patient, infusionDrug, ...)")
     p.set_defaults(func=_cmd_ingest)
 
     p = sub.add_parser("cohort", help="build cohort.parquet and attrition.parquet from an ingested DB")
@@ -274,7 +314,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
                    help="duckdb (default); spark also runs the cohort and audit SQL on a local Spark "
                         "session and fails unless its outputs equal DuckDB's (needs the 'spark' extra and Java 17+)")
+    p.add_argument("--source-format", choices=("mimic", "eicu"),
+                   help="layout of --source (default: detected; eICU-CRD = one folder with patient, infusionDrug, ...)")
+    p.add_argument("--by-site", action="store_true",
+                   help="also write one aggregate-only results file per site (RUN/sites/site-<id>.json) "
+                        "and their meta-analysis beside the pooled-data estimate (RUN/sites/sites_pooled.json)")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("pool", help="random-effects meta-analysis of site results files (from run --by-site)")
+    p.add_argument("files", nargs="+", help="site-<id>.json files, one per site")
+    p.add_argument("--out", help="write the pooled result as JSON here")
+    p.add_argument("--config")
+    p.set_defaults(func=_cmd_pool)
 
     p = sub.add_parser("sql", help="write the SQL layer transpiled for a warehouse (Spark SQL or BigQuery)")
     p.add_argument("--dialect", required=True, choices=("spark", "bigquery"))
