@@ -21,6 +21,18 @@ log = logging.getLogger("vasoflow")
 def _cmd_synth(args: argparse.Namespace) -> int:
     from pipeline.synth import generate
 
+    if args.format == "eicu":  # the same world, written as eICU-CRD tables (pipeline/synth/eicu.py)
+        import tempfile
+
+        from pipeline.config import load_study_config
+        from pipeline.synth.eicu import write_eicu
+
+        with tempfile.TemporaryDirectory(prefix="vasoflow-synth-") as tmp:
+            generate(Path(tmp) / "mimic", n_stays=args.stays, seed=args.seed)
+            truth = write_eicu(Path(tmp) / "mimic", Path(args.out), args.sites, args.seed, load_study_config(None))
+        print(f"synth: {truth['n_stays']} unit stays at {args.sites} hospitals in the eICU-CRD layout -> {args.out} "
+              f"(eicu_truth.json, ground_truth.parquet)")
+        return 0
     result = generate(Path(args.out), n_stays=args.stays, seed=args.seed)
     print(result.describe())
     return 0
@@ -267,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (gets hosp/, icu/ and ground truth)")
     p.add_argument("--stays", type=int, default=2000, help="number of ICU stays (default 2000)")
     p.add_argument("--seed", type=int, default=20080228, help="random seed (default 20080228)")
+    p.add_argument("--format", choices=("mimic", "eicu"), default="mimic",
+                   help="mimic (default) or eicu: the same synthetic world as eICU-CRD tables")
+    p.add_argument("--sites", type=int, default=8, help="eicu only: number of hospitals (default 8)")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("ingest", help="load and validate MIMIC-IV-layout files into DuckDB")
