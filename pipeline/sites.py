@@ -41,8 +41,9 @@ SITE_SCHEMA = "vasoflow-site-results/1"
 POOL_SCHEMA = "vasoflow-site-pool/1"
 EXPOSED, UNEXPOSED = "vp_added", "ne_only"
 OUTCOME = "death_28d"
-ESTIMATE_LABEL = ("crude log odds ratio of death by the short-term horizon (death_28d), vasopressin added "
-                  "vs norepinephrine only; confounded by severity: describes practice, not an effect of vasopressin")
+ESTIMATE_LABEL = ("crude log odds ratio of death observed by the short-term horizon (death_28d; in-hospital "
+                  "death where follow-up ends at discharge), vasopressin added vs norepinephrine only; confounded "
+                  "by severity: describes practice, not an effect of vasopressin")
 
 
 def stay_sites(con: duckdb.DuckDBPyConnection, config: StudyConfig) -> pl.DataFrame:
@@ -68,12 +69,14 @@ def log_odds_ratio(a: int, b: int, c: int, d: int) -> tuple[float, float, bool]:
 
 
 def _table(cohort: pl.DataFrame) -> dict[str, dict[str, int]]:
+    # Death observed by the horizon vs not: a stay censored before it (eICU: every patient
+    # discharged alive, since death is known only in hospital) counts as not observed to die,
+    # so the eICU estimate is about in-hospital death (the site file's source_note says so).
     out = {}
     for group in (EXPOSED, UNEXPOSED):
         g = cohort.filter(pl.col("exposure") == group)
-        known = g.filter(pl.col(OUTCOME).is_not_null())
-        out[group] = {"stays": g.height, "outcome_known": known.height,
-                      "deaths": int(known[OUTCOME].sum() or 0)}
+        out[group] = {"stays": g.height, "outcome_known": g.height,
+                      "deaths": int(g[OUTCOME].fill_null(False).sum() or 0)}
     return out
 
 
@@ -86,7 +89,7 @@ def estimate(cohort: pl.DataFrame, min_group_stays: int) -> dict[str, Any]:
             "label": ESTIMATE_LABEL}
     if min(e["outcome_known"], u["outcome_known"]) < min_group_stays:
         return {**base, "value": None, "se": None, "corrected": None,
-                "not_estimable": f"a compared group has fewer than {min_group_stays} stays with a known outcome"}
+                "not_estimable": f"a compared group has fewer than {min_group_stays} stays"}
     value, se, corrected = log_odds_ratio(e["deaths"], e["outcome_known"] - e["deaths"],
                                           u["deaths"], u["outcome_known"] - u["deaths"])
     return {**base, "value": value, "se": se, "corrected": corrected}
@@ -154,17 +157,29 @@ def meta_analysis(effects: np.ndarray, variances: np.ndarray, method_re: str) ->
     """Random- and fixed-effect combination (statsmodels combine_effects), I^2, tau^2, Q."""
     from statsmodels.stats.meta_analysis import combine_effects
 
-    res = combine_effects(effects, variances, method_re=method_re)
-    frame = res.summary_frame()
+    import warnings
+
+    with warnings.catch_warnings():  # HKSJ variants (not used) take sqrt of a negative variance
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = combine_effects(effects, variances, method_re=method_re)
+        frame = res.summary_frame()
     row = {name: frame.loc[name] for name in ("fixed effect", "random effect")}
 
     def _est(r) -> dict[str, float]:
         return {"value": float(r["eff"]), "se": float(r["sd_eff"]), "ci_low": float(r["ci_low"]),
                 "ci_high": float(r["ci_upp"])}
 
-    return {"random_effects": _est(row["random effect"]), "fixed_effect": _est(row["fixed effect"]),
-            "tau2": float(res.tau2), "i2": float(res.i2), "q": float(res.q),
-            "weights_re": [float(w) for w in res.weights_rel_re]}
+    fixed = _est(row["fixed effect"])
+    # statsmodels 0.15 leaves the DerSimonian-Laird moment estimate untruncated: with Q below its
+    # degrees of freedom it returns tau^2 < 0 and I^2 < 0 (measured: tau^2 -4.2, I^2 -8930% on
+    # four sites), and weights 1/(v + tau^2) that are wrong. DerSimonian & Laird (1986) and
+    # Higgins & Thompson (Stat Med 2002;21:1539-1558) truncate both at 0; then the random-effects
+    # estimate is the fixed-effect one.
+    tau2 = max(0.0, float(res.tau2))
+    random = fixed if float(res.tau2) <= 0 else _est(row["random effect"])
+    weights = res.weights_rel_fe if float(res.tau2) <= 0 else res.weights_rel_re
+    return {"random_effects": random, "fixed_effect": fixed, "tau2": tau2, "i2": max(0.0, float(res.i2)),
+            "q": float(res.q), "weights_re": [float(w) for w in weights]}
 
 
 def _read_site_file(path: Path) -> dict:
