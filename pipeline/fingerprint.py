@@ -312,7 +312,19 @@ def ingest_key(source: SourceFingerprint, config: StudyConfig) -> str:
         config=config_fingerprint(config, INGEST_CONFIG_SECTIONS),
         concepts=concepts_fingerprint(),
         code=code_fingerprint("pipeline.ingest"),
+        eicu=eicu_fingerprint(),
     )
+
+
+def eicu_fingerprint() -> str:
+    """What the eICU ingest reads besides its code: config/eicu.toml (as parsed) and the SQL of
+    sql/sources/eicu/ (run inside the ingest, so not covered by the downstream 'sql' resource)."""
+    import tomllib
+
+    from pipeline.eicu import default_eicu_config_path, eicu_sql_root
+
+    raw = tomllib.loads(default_eicu_config_path().read_text(encoding="utf-8"))
+    return digest_json({"config": raw, "sql": tree_fingerprint([eicu_sql_root()], (".sql", ".toml"))})
 
 
 def downstream_key(step: str, upstream: Mapping[str, str], config: StudyConfig, module: str,

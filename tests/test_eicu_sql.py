@@ -65,3 +65,24 @@ def test_eicu_files_are_pure_selects_with_a_header():
 def test_every_eicu_file_is_portable(relation, dialect):
     text = transpile_relation(relation, dialect)
     assert isinstance(sqlglot.parse_one(text, read=dialect), exp.Query)
+
+
+def test_the_ingest_cache_key_covers_the_eicu_sql_and_config(tmp_path, monkeypatch):
+    import shutil
+
+    import pipeline.eicu as eicu_module
+    from pipeline.fingerprint import eicu_fingerprint
+
+    copy = tmp_path / "eicu"
+    shutil.copytree(ROOT, copy)
+    monkeypatch.setattr(eicu_module, "eicu_sql_root", lambda: copy)
+    before = eicu_fingerprint()
+    path = copy / "staging" / "stg_eicu__infusiondrug.sql"
+    path.write_text(path.read_text().replace("60.0", "61.0"))
+    assert eicu_fingerprint() != before
+    config = tmp_path / "eicu.toml"
+    config.write_text(eicu_module.default_eicu_config_path().read_text().replace(
+        "carry_forward_cap_minutes = 120", "carry_forward_cap_minutes = 90"))
+    changed = eicu_fingerprint()
+    monkeypatch.setattr(eicu_module, "default_eicu_config_path", lambda: config)
+    assert eicu_fingerprint() != changed
