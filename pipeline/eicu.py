@@ -52,6 +52,10 @@ CONFORMED_FROM = {
     "labevents": None, "d_items": None, "prescriptions": None, "emar": None,
 }
 EMPTY_CONFORMED = ("labevents", "d_items", "prescriptions", "emar")
+# Audit inputs the read eICU tables do not hold (fluids are in intakeOutput, arterial lines in
+# lines/physical exam tables vasoflow does not read): source_table says so, and the shared audit
+# marts report those rules "not assessable" instead of "fail".
+AUDIT_NOT_RECORDED = ("audit_crystalloids", "audit_arterial_line")
 FIRST_RELATION = "stg_eicu__infusiondrug"
 
 
@@ -338,7 +342,9 @@ def _write_ledger_tables(con, ledgers, meta) -> None:
     source = pl.DataFrame(
         [{"table_name": mimic, "is_available": bool(src and available.get(src)),
           "rows_loaded": int(con.execute(f'SELECT count(*) FROM "valid_{mimic}"').fetchone()[0])}
-         for mimic, src in CONFORMED_FROM.items()],
+         for mimic, src in CONFORMED_FROM.items()]
+        # audit features eICU's tables here do not record (shared marts: not assessable)
+        + [{"table_name": name, "is_available": False, "rows_loaded": 0} for name in AUDIT_NOT_RECORDED],
         schema={"table_name": pl.String, "is_available": pl.Boolean, "rows_loaded": pl.Int64})
     for rel, frame in (("ledger", ledger), ("ledger_rule", rules), ("source_table", source)):
         con.register("_frame", frame.to_arrow())

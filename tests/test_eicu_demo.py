@@ -221,3 +221,17 @@ def test_run_by_site_on_the_demo(eicu_dir, tmp_path, capsys, monkeypatch):
     assert "pooled_data" in pooled
     report = (latest / "report.html").read_text()
     assert "death is known only until hospital discharge" in report
+
+
+def test_audit_rules_eicu_cannot_assess_say_so(eicu_cohort, tmp_path, study_config):
+    """Fluids (intakeOutput) and arterial lines are not in the tables read: those rules are
+    "not assessable" on eICU, not "fail"; MAP (vitalAperiodic) is assessed."""
+    from pipeline.audit import run_audit
+
+    _, db = eicu_cohort
+    run_audit(db, tmp_path / "audit", study_config)
+    audit = pl.read_parquet(tmp_path / "audit" / "audit.parquet")
+    results = {r: set(g["result"]) for (r,), g in audit.group_by(["rule"])}
+    assert results["fluids_30ml_kg"] == {"not_assessable"}
+    assert results["arterial_line"] == {"not_assessable"}
+    assert results["map_below_65"] - {"not_assessable", "not_applicable"}
