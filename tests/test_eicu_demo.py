@@ -11,13 +11,13 @@ import duckdb
 import polars as pl
 import pytest
 
-from conftest import REPO
+from pathlib import Path
 from pipeline.cohort import build_cohort
 from pipeline.errors import InputFileError
 from pipeline.ingest import ingest
 from pipeline.sources import FORMAT_ENV, detect_source_format
 
-EICU_DIR = REPO.parent / "shared" / "data" / "eicu-crd-demo-2.0.1"
+EICU_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "eicu-crd-demo-2.0.1"
 
 
 @pytest.fixture(scope="module")
