@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import duckdb
 import polars as pl
 import pytest
 
-from pathlib import Path
 from pipeline.cohort import build_cohort
 from pipeline.errors import InputFileError
 from pipeline.ingest import ingest

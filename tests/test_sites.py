@@ -115,3 +115,20 @@ def test_pool_command_refuses_a_foreign_file_in_one_line(tmp_path, capsys):
     assert main(["pool", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a vasoflow site results file" in err[0]
+
+
+def test_mimic_sites_come_from_the_configured_column(demo_db, tmp_path):
+    import duckdb
+
+    from cohort_fixture import study_config_with
+    from pipeline.sites import stay_sites
+
+    con = duckdb.connect(str(demo_db.db_path), read_only=True)
+    try:
+        one = stay_sites(con, study_config_with(tmp_path, ""))
+        units = stay_sites(con, study_config_with(tmp_path, '[sites]\nmimic_site_column = "first_careunit"\n'))
+        expected = {r[0] for r in con.execute("SELECT DISTINCT first_careunit FROM valid_icustays").fetchall()}
+    finally:
+        con.close()
+    assert set(one["site_id"]) == {"all"} and one.height == 140
+    assert set(units["site_id"]) == expected and len(expected) > 1
