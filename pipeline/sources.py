@@ -45,8 +45,8 @@ def detect_source_format(source_dir: Path, forced: str | None = None) -> str:
 
 
 def source_tables(source_dir: Path) -> dict:
-    """The table specs (``schemas.raw.RawTable`` by name) the ingest reads from ``source_dir``,
-    with each spec's file looked up by ``find_source_file``."""
+    """The table specs (``schemas.raw.RawTable`` by name) the ingest reads from ``source_dir``
+    (eICU files are found by ``pipeline.eicu.find_table``, MIMIC-IV's by ``find_table_file``)."""
     if detect_source_format(source_dir) == "eicu":
         from schemas.eicu import EICU_TABLES
 
@@ -54,15 +54,3 @@ def source_tables(source_dir: Path) -> dict:
     from schemas.raw import RAW_TABLES
 
     return RAW_TABLES
-
-
-def find_source_file(source_dir: Path, table) -> Path | None:
-    """The file of ``table`` in ``source_dir`` for either layout (one lookup for the ingest, the
-    preflight check and the source fingerprint)."""
-    if table.name.startswith("eicu_"):
-        from pipeline.eicu import find_table
-
-        return find_table(source_dir, table)
-    from schemas.raw import find_table_file
-
-    return find_table_file(source_dir, table)
