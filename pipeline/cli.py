@@ -21,6 +21,18 @@ log = logging.getLogger("vasoflow")
 def _cmd_synth(args: argparse.Namespace) -> int:
     from pipeline.synth import generate
 
+    if args.format == "eicu":  # the same world, written as eICU-CRD tables (pipeline/synth/eicu.py)
+        import tempfile
+
+        from pipeline.config import load_study_config
+        from pipeline.synth.eicu import write_eicu
+
+        with tempfile.TemporaryDirectory(prefix="vasoflow-synth-") as tmp:
+            generate(Path(tmp) / "mimic", n_stays=args.stays, seed=args.seed)
+            truth = write_eicu(Path(tmp) / "mimic", Path(args.out), args.sites, args.seed, load_study_config(None))
+        print(f"synth: {truth['n_stays']} unit stays at {args.sites} hospitals in the eICU-CRD layout -> {args.out} "
+              f"(eicu_truth.json, ground_truth.parquet)")
+        return 0
     result = generate(Path(args.out), n_stays=args.stays, seed=args.seed)
     print(result.describe())
     return 0
@@ -30,9 +42,44 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     from pipeline.config import load_study_config
     from pipeline.ingest import ingest
 
+    _set_source_format(args)
     result = ingest(Path(args.source), Path(args.db), load_study_config(args.config))
     print(result.describe())
     return 0
+
+
+def _set_source_format(args: argparse.Namespace) -> None:
+    """--source-format forces the layout for this process (pipeline.sources reads it)."""
+    if getattr(args, "source_format", None):
+        from pipeline.sources import FORMAT_ENV
+
+        os.environ[FORMAT_ENV] = args.source_format
+
+
+def _cmd_pool(args: argparse.Namespace) -> int:
+    from pipeline.config import load_study_config
+    from pipeline.sites import pool_site_files
+
+    result = pool_site_files([Path(f) for f in args.files], load_study_config(args.config))
+    if args.out:
+        import json
+
+        from pipeline.atomic import write_text_atomic
+
+        write_text_atomic(Path(args.out), json.dumps(result.payload, indent=2, sort_keys=True))
+    print(result.describe())
+    return 0
+
+
+def _write_by_site(run_dir: Path, config) -> None:
+    """--by-site: aggregate-only results per site from a finished run's folder."""
+    from pipeline.sites import write_site_files
+
+    paths, pooled = write_site_files(run_dir / "vasoflow.duckdb", run_dir / "cohort.parquet",
+                                     run_dir / "sites", config)
+    print(f"by site: {len(paths)} site files (aggregates only, counts < "
+          f"{config.get('report.min_cell_count')} suppressed) -> {run_dir / 'sites'}")
+    print(pooled.describe())
 
 
 def _cmd_cohort(args: argparse.Namespace) -> int:
@@ -140,6 +187,7 @@ def _check_prefect_server(url: str, origin: str, for_run: bool = True) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from pipeline.run import preflight
 
+    _set_source_format(args)
     source = Path(args.source) if args.source else None
     config_path = Path(args.config) if args.config else None
     # Bad input fails here, in about a second, whatever the mode (no engine started yet).
@@ -172,6 +220,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         result = study_flow(out=Path(args.out), source=source, config=config_path, engine=args.engine)
     print(result.describe())
+    if args.by_site:
+        _write_by_site(Path(result.run_dir), config)
     return 0
 
 
@@ -244,12 +294,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (gets hosp/, icu/ and ground truth)")
     p.add_argument("--stays", type=int, default=2000, help="number of ICU stays (default 2000)")
     p.add_argument("--seed", type=int, default=20080228, help="random seed (default 20080228)")
+    p.add_argument("--format", choices=("mimic", "eicu"), default="mimic",
+                   help="mimic (default) or eicu: the same synthetic world as eICU-CRD tables")
+    p.add_argument("--sites", type=int, default=8, help="eicu only: number of hospitals (default 8)")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("ingest", help="load and validate MIMIC-IV-layout files into DuckDB")
     p.add_argument("--source", required=True, help="folder with hosp/ and icu/")
     p.add_argument("--db", required=True, help="DuckDB file to build (replaced atomically)")
     p.add_argument("--config", help="study config TOML (defaults: the shipped study.toml)")
+    p.add_argument("--source-format", choices=("mimic", "eicu"),
+                   help="layout of --source (default: detected; eICU-CRD = one folder with patient, infusionDrug, ...)")
     p.set_defaults(func=_cmd_ingest)
 
     p = sub.add_parser("cohort", help="build cohort.parquet and attrition.parquet from an ingested DB")
@@ -297,7 +352,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
                    help="duckdb (default); spark also runs the cohort and audit SQL on a local Spark "
                         "session and fails unless its outputs equal DuckDB's (needs the 'spark' extra and Java 17+)")
+    p.add_argument("--source-format", choices=("mimic", "eicu"),
+                   help="layout of --source (default: detected; eICU-CRD = one folder with patient, infusionDrug, ...)")
+    p.add_argument("--by-site", action="store_true",
+                   help="also write one aggregate-only results file per site (RUN/sites/site-<id>.json) "
+                        "and their meta-analysis beside the pooled-data estimate (RUN/sites/sites_pooled.json)")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("pool", help="random-effects meta-analysis of site results files (from run --by-site)")
+    p.add_argument("files", nargs="+", help="site-<id>.json files, one per site")
+    p.add_argument("--out", help="write the pooled result as JSON here")
+    p.add_argument("--config")
+    p.set_defaults(func=_cmd_pool)
 
     p = sub.add_parser("sql", help="write the SQL layer transpiled for a warehouse (Spark SQL or BigQuery)")
     p.add_argument("--dialect", required=True, choices=("spark", "bigquery"))

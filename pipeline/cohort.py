@@ -28,6 +28,7 @@ from pipeline.duckdb_settings import connect as connect_duckdb
 from pipeline.atomic import write_parquet_atomic
 from pipeline.concepts import Concepts, load_concepts, register_concept_tables
 from pipeline.config import StudyConfig
+from pipeline.eicu import apply_source_overrides
 from pipeline.errors import InputFileError
 from pipeline.sqlbuild import build_relations
 from schemas.cohort import validate_cohort
@@ -116,6 +117,7 @@ def build_cohort(
         con.execute("BEGIN TRANSACTION")
         try:
             register_concept_tables(con, concepts, config)
+            apply_source_overrides(con)  # eICU: follow-up ends at hospital discharge
             build_relations(con, list(COHORT_RELATIONS))
             cohort = con.execute("SELECT * FROM mart_cohort ORDER BY stay_id").pl()
             attrition = con.execute("SELECT * FROM mart_attrition ORDER BY step").pl()

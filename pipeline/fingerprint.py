@@ -30,7 +30,7 @@ from typing import Any
 from pipeline.atomic import write_text_atomic
 from pipeline.config import StudyConfig
 from pipeline.errors import InputFileError
-from schemas.raw import RAW_TABLES, find_table_file
+from schemas.raw import find_table_file
 
 # The study-config sections the ingest reads (``tests/test_fingerprint.py`` runs the ingest
 # with a recording config and fails if it reads any other key, so this cannot go stale).
@@ -91,11 +91,16 @@ def hash_file(path: Path) -> str:
 
 def _source_files(source_dir: Path) -> tuple[list[tuple[str, Path]], list[str]]:
     """The files the ingest would read, and the tables it would find absent."""
+    from pipeline.eicu import find_table as find_eicu_table
+    from pipeline.sources import source_tables
+
     found, absent = [], []
-    for name in sorted(RAW_TABLES):
-        path = find_table_file(source_dir, RAW_TABLES[name])
+    tables = source_tables(source_dir)  # MIMIC-IV or eICU layout (pipeline.sources)
+    for name in sorted(tables):
+        find = find_eicu_table if name.startswith("eicu_") else find_table_file
+        path = find(source_dir, tables[name])
         if path is None:
-            absent.append(RAW_TABLES[name].relpath)
+            absent.append(tables[name].relpath)
         else:
             found.append((path.relative_to(source_dir).as_posix(), path))
     return found, absent
@@ -307,7 +312,19 @@ def ingest_key(source: SourceFingerprint, config: StudyConfig) -> str:
         config=config_fingerprint(config, INGEST_CONFIG_SECTIONS),
         concepts=concepts_fingerprint(),
         code=code_fingerprint("pipeline.ingest"),
+        eicu=eicu_fingerprint(),
     )
+
+
+def eicu_fingerprint() -> str:
+    """What the eICU ingest reads besides its code: config/eicu.toml (as parsed) and the SQL of
+    sql/sources/eicu/ (run inside the ingest, so not covered by the downstream 'sql' resource)."""
+    import tomllib
+
+    from pipeline.eicu import default_eicu_config_path, eicu_sql_root
+
+    raw = tomllib.loads(default_eicu_config_path().read_text(encoding="utf-8"))
+    return digest_json({"config": raw, "sql": tree_fingerprint([eicu_sql_root()], (".sql", ".toml"))})
 
 
 def downstream_key(step: str, upstream: Mapping[str, str], config: StudyConfig, module: str,

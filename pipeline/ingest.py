@@ -51,6 +51,7 @@ from pipeline.config import StudyConfig
 from pipeline.duckdb_settings import connect as connect_duckdb
 from pipeline.errors import InputFileError, resource_exhausted
 from pipeline.runs import remove_dead_builds
+from pipeline.sources import detect_source_format
 from schemas.raw import RAW_TABLES, RawTable, duckdb_type, empty_table_sql, find_table_file
 from schemas.validation import (
     RATE_ARTIFACT_RULE,
@@ -344,7 +345,8 @@ def _validate(con, table: RawTable, concepts: Concepts, config: StudyConfig) -> 
         start = stop
 
 
-def _validate_frame(con, table_name: str, schema: pa.DataFrameSchema, frame: pl.DataFrame) -> None:
+def _validate_frame(con, table_name: str, schema: pa.DataFrameSchema, frame: pl.DataFrame,
+                    column_of=None) -> None:
     try:
         schema.validate(frame, lazy=True)
         return
@@ -357,7 +359,7 @@ def _validate_frame(con, table_name: str, schema: pa.DataFrameSchema, frame: pl.
         if not group["column_name"].is_null().all():
             parts.append(group.join(indexed.select("index", "source_row"), on="index", how="left"))
             continue
-        column = rule_column(table_name, rule)
+        column = (column_of or rule_column)(table_name, rule)
         picked = indexed.select(
             "index", "source_row",
             (pl.col(column).cast(pl.String) if column else pl.lit(None, pl.String)).alias("_value"),
@@ -444,20 +446,15 @@ def ingest(
     if not source_dir.is_dir():
         raise InputFileError(f"{source_dir}: source folder not found (expected hosp/ and icu/ inside)")
     concepts = concepts or load_concepts()
-    files = {}
-    for name in LOAD_ORDER:
-        table = RAW_TABLES[name]
-        path = find_table_file(source_dir, table)
-        if path is None and table.is_required:
-            raise InputFileError(
-                f"{source_dir / table.module / (name + '.csv.gz')}: required table '{name}' not found "
-                f"(also looked for .csv and .parquet)"
-            )
-        if path is not None and not os.access(path, os.R_OK):
-            raise InputFileError(f"{path}: file is not readable (permissions)")
-        files[name] = path
+    source_format = detect_source_format(source_dir)
+    if source_format == "eicu":  # eICU-CRD: its own tables, mapped onto the same valid_* relations
+        from pipeline import eicu
 
+        files, build = eicu.find_files(source_dir), eicu.build
+    else:
+        files, build = _find_files(source_dir), _build
     db_path.parent.mkdir(parents=True, exist_ok=True)
+
     for name in (db_path.name, "ledger.json"):  # a killed earlier ingest's partial files
         remove_dead_builds(db_path.parent, name)
     tmp_db = db_path.with_name(f".{db_path.name}.building-{os.getpid()}")
@@ -468,12 +465,13 @@ def ingest(
     try:
         con = _connect(tmp_db)
         try:
-            ledgers, notes = _build(con, files, concepts, config)
+            ledgers, notes = build(con, files, concepts, config)
         finally:
             con.close()
         ledger_path = db_path.with_name("ledger.json")
         payload = {
             "source_dir": str(source_dir.resolve()),
+            "source_format": source_format,
             "tables": [
                 {**{k: v for k, v in t.__dict__.items() if k != "quarantined_by_rule"},
                  "ignored_columns": list(t.ignored_columns),
@@ -493,6 +491,23 @@ def ingest(
     finally:
         shutil.rmtree(spill, ignore_errors=True)
     return IngestResult(db_path, ledger_path, tuple(ledgers), tuple(notes), time.perf_counter() - t0)
+
+
+def _find_files(source_dir: Path) -> dict[str, Path | None]:
+    """The MIMIC-IV-layout file of each table of LOAD_ORDER (None: optional and absent)."""
+    files = {}
+    for name in LOAD_ORDER:
+        table = RAW_TABLES[name]
+        path = find_table_file(source_dir, table)
+        if path is None and table.is_required:
+            raise InputFileError(
+                f"{source_dir / table.module / (name + '.csv.gz')}: required table '{name}' not found "
+                f"(also looked for .csv and .parquet)"
+            )
+        if path is not None and not os.access(path, os.R_OK):
+            raise InputFileError(f"{path}: file is not readable (permissions)")
+        files[name] = path
+    return files
 
 
 def _check_not_empty(path: Path, table: RawTable, rows_read: int, notes: list[str]) -> None:

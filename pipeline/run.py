@@ -145,11 +145,17 @@ def check_source(source: Path) -> None:
     """Fail fast on a source folder the ingest would reject: the folder exists and every
     required table is there and readable (the ingest applies the same checks, with the same
     messages, when it runs). Costs a few ``stat`` calls: run it before any engine starts."""
+    from pipeline.sources import detect_source_format
     from schemas.raw import RAW_TABLES, find_table_file
 
     source = Path(source)
     if not source.is_dir():
         raise InputFileError(f"{source}: source folder not found (expected hosp/ and icu/ inside)")
+    if detect_source_format(source) == "eicu":  # eICU-CRD: its tables, same checks as its ingest
+        from pipeline.eicu import find_files
+
+        find_files(source)
+        return
     for name, table in RAW_TABLES.items():
         path = find_table_file(source, table)
         if path is None and table.is_required:

@@ -323,6 +323,14 @@ class UnitsSettings(_Section):
     norepinephrine_salt: Literal["base", "tartrate"]
 
 
+class SitesSettings(_Section):
+    # Per-site results and their meta-analysis (pipeline/sites.py). MIMIC-IV: an icustays column
+    # naming the site, or "" for one site (eICU-CRD: patient.hospitalid, config/eicu.toml).
+    mimic_site_column: Literal["", "first_careunit", "last_careunit"]
+    meta_method_re: Literal["dl", "iterated"]
+    min_group_stays: int = Field(ge=1, le=1000)
+
+
 SECTION_MODELS: dict[str, type[_Section]] = {
     "study": StudySettings,
     "ingest": IngestSettings,
@@ -336,6 +344,7 @@ SECTION_MODELS: dict[str, type[_Section]] = {
     "units": UnitsSettings,
     "default_data": DefaultDataSettings,
     "report": ReportSettings,
+    "sites": SitesSettings,
 }
 
 

@@ -20,7 +20,9 @@ def test_every_sql_file_is_in_the_build_order_exactly_once():
     root = sql_dir()
     with open(root / "build_order.toml", "rb") as fh:
         entries = tomllib.load(fh)["relations"]
-    files = sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.sql"))
+    # sql/sources/<database>/ has its own build order (tests/test_eicu_sql.py)
+    files = sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.sql")
+                   if p.relative_to(root).parts[0] != "sources")
     assert sorted(entries) == files
     assert len(entries) == len(set(entries))
     names = [e.rsplit("/", 1)[-1] for e in entries]

@@ -26,9 +26,13 @@ sources as (
 ),
 
 has_source as (
-    select coalesce(bool_or(is_available), false) as has_procedure_source
+    -- a source may say it has procedures but no arterial-line records at all (eICU-CRD: its
+    -- procedures are treatment strings; source_table row 'audit_arterial_line' = false)
+    select
+        coalesce(bool_or(is_available) filter (where table_name = 'procedureevents'), false)
+            and coalesce(bool_and(is_available) filter (where table_name = 'audit_arterial_line'), true)
+            as has_procedure_source
     from sources
-    where table_name = 'procedureevents'
 ),
 
 covered as (

@@ -6,9 +6,11 @@
 --   maintenance infusion contributes only its hours inside the window); a row with no duration
 --   counts whole if it starts in the window. Weight: patientweight of the NE row in force at
 --   ne_start_time. Fluids given before ICU admission (e.g. in the ED) are not in inputevents.
--- Result: not_assessable (no weight on the first NE row), pass, fail.
+-- Result: not_assessable (no weight on the first NE row, or a source without crystalloid
+--   records: source_table row 'audit_crystalloids' = false, e.g. eICU-CRD), pass, fail.
 -- Units: mL, kg, mL/kg.
--- Source: mart_cohort, int_drug_rate_intervals, stg_inputevents_crystalloid, study_param.
+-- Source: mart_cohort, int_drug_rate_intervals, stg_inputevents_crystalloid, study_param,
+--   source_table.
 with
 
 cohort as (
@@ -75,16 +77,25 @@ volume as (
     group by stay_id
 ),
 
+has_source as (
+    -- no row 'audit_crystalloids' (MIMIC-IV): crystalloids are in inputevents
+    select coalesce(bool_and(is_available) filter (where table_name = 'audit_crystalloids'), true)
+        as has_crystalloid_source
+    from source_table
+),
+
 final as (
     select
         c.stay_id,
         'fluids_30ml_kg' as rule,
         case
+            when not hs.has_crystalloid_source then 'not_assessable'
             when coalesce(nw.weight_kg, 0) <= 0 then 'not_assessable'
             when coalesce(v.volume_ml, 0) / nw.weight_kg >= p.audit_fluids_ml_kg then 'pass'
             else 'fail'
         end as result,
         case
+            when not hs.has_crystalloid_source then 'the source has no crystalloid records'
             when coalesce(nw.weight_kg, 0) <= 0 then 'no patient weight on the first NE row'
             else printf('%.0f mL crystalloid = %.1f mL/kg from %.0f h before to %.0f h after NE start (target %.0f mL/kg)',
                 coalesce(v.volume_ml, 0), coalesce(v.volume_ml, 0) / nw.weight_kg,
@@ -92,6 +103,7 @@ final as (
         end as detail
     from cohort as c
     cross join params as p
+    cross join has_source as hs
     left join ne_weight as nw on nw.stay_id = c.stay_id
     left join volume as v on v.stay_id = c.stay_id
 )
