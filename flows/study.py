@@ -176,13 +176,14 @@ def analyze(root: Path, cohort_entry: StepEntry, config: StudyConfig) -> StepEnt
 
 
 @task(**_stored("audit"))
-def audit(root: Path, cohort_entry: StepEntry, config: StudyConfig) -> StepEntry:
-    return steps.audit_step(root, cohort_entry, config)
+def audit(root: Path, ingest_entry: StepEntry, cohort_entry: StepEntry, config: StudyConfig) -> StepEntry:
+    return steps.audit_step(root, ingest_entry, cohort_entry, config)
 
 
 @task(**_stored("spark"))
-def spark_check(root: Path, cohort_entry: StepEntry, audit_entry: StepEntry, config: StudyConfig) -> StepEntry:
-    return steps.spark_step(root, cohort_entry, audit_entry, config)
+def spark_check(root: Path, ingest_entry: StepEntry, cohort_entry: StepEntry, audit_entry: StepEntry,
+                config: StudyConfig) -> StepEntry:
+    return steps.spark_step(root, ingest_entry, cohort_entry, audit_entry, config)
 
 
 @task(**_stored("report"))
@@ -230,11 +231,11 @@ def _run_steps(kind: str, out: Path, source: Path | None, config_path: Path | No
     entries = [ingested, cohort_entry]
     if kind == "study":
         entries.append(analyze(root, cohort_entry, config))
-    audit_entry = audit(root, cohort_entry, config)
+    audit_entry = audit(root, ingested, cohort_entry, config)
     entries.append(audit_entry)
     entries.append(report(root, entries, config))
     if engine == "spark":
-        entries.append(spark_check(root, cohort_entry, audit_entry, config))
+        entries.append(spark_check(root, ingested, cohort_entry, audit_entry, config))
     result = finish(root, run_dir, kind, src, fp, entries, config)
     publish_artifacts(result, quality)
     return result
