@@ -1,6 +1,17 @@
-"""Benchmark: synth and ingest at 10k and 100k stays, against the gzip -dc floor.
+"""Benchmark: synth and ingest at 10k and 100k stays, against the gzip -dc floor and a plain
+DuckDB read of the same files with the same item filter (side by side, in one run).
 
     .venv/bin/python benchmarks/bench_ingest.py --stays 10000 100000 [--workdir DIR]
+    .venv/bin/python benchmarks/bench_ingest.py --stays 10000 --big-chartevents 300000000
+
+``--big-chartevents ROWS``: after the normal figures, enlarge chartevents to about ROWS rows by
+appending rows of an item the study ignores (written by DuckDB, cheaply), and time the ingest
+and the plain filtered read of that source (peak RSS of each); set VASOFLOW_MEMORY_LIMIT to
+bound DuckDB's memory as a deployment would.
+
+"Plain read": per table, ``CREATE TABLE t AS SELECT * FROM read_csv(file)`` (DuckDB's type
+detection, no validation) with ``WHERE itemid IN (<the concept item ids>)`` for the tables the
+ingest filters; the same connection settings (pipeline.duckdb_settings.connect).
 
 For each size it prints the synth wall time and peak memory, then the ingest wall time, peak
 memory, the time of the context rule plausibility.rate_artifact alone, rows/s per table, and how long plain `gzip -dc` takes to decompress the same files
@@ -12,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,9 +37,33 @@ _CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
 sys.path.insert(0, {repo!r})
-t0 = time.perf_counter()
 step = {step!r}
-if step == "synth":
+# Imports first (polars, pandera: ~2-3 s, the same for every step): the figures time the work.
+from pipeline.config import load_study_config
+from pipeline.concepts import load_concepts
+from pipeline.duckdb_settings import connect
+from pipeline.ingest import LOAD_ORDER, ingest
+import pipeline.synth
+t0 = time.perf_counter()
+if step == "plain":
+    from pipeline.concepts import load_concepts
+    from pipeline.duckdb_settings import connect
+    from pipeline.ingest import LOAD_ORDER
+    from schemas.raw import RAW_TABLES, find_table_file
+    concepts = load_concepts()
+    con = connect(Path({db!r}))
+    for name in LOAD_ORDER:
+        table = RAW_TABLES[name]
+        path = find_table_file(Path({src!r}), table)
+        if path is None:
+            continue
+        where = ""
+        if table.itemid_filter:
+            where = "WHERE itemid IN (" + ", ".join(str(int(i)) for i in concepts.itemids(table=name)) + ")"
+        con.execute(f"CREATE TABLE {{name}} AS SELECT * FROM read_csv('{{path}}') {{where}}")
+    con.close()
+    extra = {{}}
+elif step == "synth":
     from pipeline.synth import generate
     generate(Path({src!r}), n_stays={n}, seed=1)
     extra = {{}}
@@ -72,32 +109,96 @@ def _gzip_floor(src: Path) -> tuple[float, int]:
     return time.perf_counter() - t0, total
 
 
+def _ingest_vs_plain(src: Path, db_dir: Path, n: int) -> dict:
+    """Ingest, then the plain filtered read of the same files, each in its own process."""
+    i = _child("ingest", src, db_dir / "vasoflow.duckdb", n)
+    print(f"ingest: {i['wall_s']:7.1f} s  peak {i['peak_mb']:7.0f} MB")
+    p = _child("plain", src, db_dir / "plain.duckdb", n)
+    print(f"plain DuckDB read_csv, same item filter: {p['wall_s']:7.1f} s  peak {p['peak_mb']:7.0f} MB  "
+          f"(ingest = {i['wall_s'] / p['wall_s']:.2f}x the plain read)")
+    return i
+
+
+_EXTRA_ROWS_SQL = """
+COPY (
+    SELECT t.* REPLACE ('{itemid}' AS "{itemid_col}")
+    FROM (SELECT * FROM read_csv('{src}', header = true, all_varchar = true) LIMIT 1000) t, range({reps})
+) TO '{out}' (FORMAT csv, HEADER false, COMPRESSION gzip)
+"""
+
+
+def _big_chartevents_source(src: Path, out: Path, rows: int) -> Path:
+    """A copy of ``src`` (hard links) whose chartevents has about ``rows`` rows: the original
+    gzip member, then a member of rows of an item id the study ignores (a gzip file may hold
+    several members; readers decompress them in sequence)."""
+    import duckdb
+
+    from pipeline.concepts import load_concepts
+
+    if (out / "icu" / "chartevents.csv.gz").exists():
+        return out
+    original = src / "icu" / "chartevents.csv.gz"
+    con = duckdb.connect()
+    header = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_csv('{original}', all_varchar = true)").fetchall()]
+    have = con.execute(f"SELECT count(*) FROM read_csv('{original}', all_varchar = true)").fetchone()[0]
+    ignored = max(load_concepts().itemids(table="chartevents")) + 1_000_000
+    extra = out.with_name(out.name + "-extra.csv.gz")
+    reps = max(0, rows - have) // 1000
+    t0 = time.perf_counter()
+    con.execute(_EXTRA_ROWS_SQL.format(itemid=ignored, itemid_col=next(h for h in header if h.lower() == "itemid"),
+                                       src=original, reps=reps, out=extra))
+    con.close()
+    for f in src.rglob("*"):
+        if f.is_file() and f.name != "chartevents.csv.gz":
+            (out / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
+            os.link(f, out / f.relative_to(src))
+    with open(out / "icu" / "chartevents.csv.gz", "wb") as fh:
+        for part in (original, extra):
+            with open(part, "rb") as pf:
+                shutil.copyfileobj(pf, fh, 1 << 24)
+    extra.unlink()
+    size = (out / "icu" / "chartevents.csv.gz").stat().st_size
+    print(f"chartevents enlarged to {have + reps * 1000:,} rows ({size / 1e9:.2f} GB gz; "
+          f"ignored item {ignored}) in {time.perf_counter() - t0:.0f} s")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--stays", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--big-chartevents", type=int, default=0, metavar="ROWS")
+    ap.add_argument("--skip-normal", action="store_true", help="only the --big-chartevents figures")
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="vasoflow-bench-"))
-    print(f"workdir {work}")
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"workdir {work}; VASOFLOW_MEMORY_LIMIT={os.environ.get('VASOFLOW_MEMORY_LIMIT', '-')}")
     for n in args.stays:
-        src, db = work / f"synth-{n}", work / f"db-{n}" / "vasoflow.duckdb"
-        s = _child("synth", src, db, n)
-        size_mb = sum(f.stat().st_size for f in src.glob("*/*.csv.gz")) / 1e6
+        src = work / f"synth-{n}"
         print(f"\n== {n:,} stays")
-        print(f"synth : {s['wall_s']:7.1f} s  peak {s['peak_mb']:7.0f} MB  ({size_mb:.0f} MB of csv.gz)")
-        i = _child("ingest", src, db, n)
-        print(f"ingest: {i['wall_s']:7.1f} s  peak {i['peak_mb']:7.0f} MB")
-        floor, raw_bytes = _gzip_floor(src)
-        print(f"gzip -dc floor: {floor:.1f} s for {raw_bytes / 1e6:.0f} MB uncompressed "
-              f"(ingest = {i['wall_s'] / floor:.1f}x the floor)")
-        ne_s = next((secs for table, _, _, secs in i["tables"] if table == "inputevents"), 0.0)
-        print(f"rate_artifact rule: {i['rate_artifact_s']:.3f} s (best of 3, on the finished DB) = "
-              f"{i['rate_artifact_s'] / max(ne_s, 1e-9):.1%} of the inputevents step, "
-              f"{i['rate_artifact_s'] / i['wall_s']:.1%} of the ingest; rows it quarantined: {i['rate_artifact_by_rule']:,}")
-        for table, rows, quarantined, secs in i["tables"]:
-            if rows:
-                print(f"  {table:<16} {rows:>11,} rows in {secs:6.1f} s = {rows / max(secs, 1e-9):>12,.0f} rows/s"
-                      f"  (quarantined {quarantined:,})")
+        if not (src / "icu" / "icustays.csv.gz").exists():
+            s = _child("synth", src, src / "unused", n)
+            print(f"synth : {s['wall_s']:7.1f} s  peak {s['peak_mb']:7.0f} MB")
+        size_mb = sum(f.stat().st_size for f in src.glob("*/*.csv.gz")) / 1e6
+        print(f"source: {size_mb:.0f} MB of csv.gz")
+        if not args.skip_normal:
+            i = _ingest_vs_plain(src, work / f"db-{n}", n)
+            floor, raw_bytes = _gzip_floor(src)
+            print(f"gzip -dc floor: {floor:.1f} s for {raw_bytes / 1e6:.0f} MB uncompressed "
+                  f"(ingest = {i['wall_s'] / floor:.1f}x the floor)")
+            ne_s = next((secs for table, _, _, secs in i["tables"] if table == "inputevents"), 0.0)
+            print(f"rate_artifact rule: {i['rate_artifact_s']:.3f} s (best of 3, on the finished DB) = "
+                  f"{i['rate_artifact_s'] / max(ne_s, 1e-9):.1%} of the inputevents step, "
+                  f"{i['rate_artifact_s'] / i['wall_s']:.1%} of the ingest; rows it quarantined: {i['rate_artifact_by_rule']:,}")
+            for table, rows, quarantined, secs in i["tables"]:
+                if rows:
+                    print(f"  {table:<16} {rows:>11,} rows in {secs:6.1f} s = {rows / max(secs, 1e-9):>12,.0f} rows/s"
+                          f"  (quarantined {quarantined:,})")
+        if args.big_chartevents:
+            big = _big_chartevents_source(src, work / f"synth-{n}-chartevents-{args.big_chartevents}", args.big_chartevents)
+            print(f"-- the same source with chartevents enlarged to ~{args.big_chartevents:,} rows")
+            _ingest_vs_plain(big, work / f"db-{n}-big", n)
+            shutil.rmtree(work / f"db-{n}-big", ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -181,13 +181,14 @@ def tte(root: Path, cohort_entry: StepEntry, analyze_entry: StepEntry, config: S
 
 
 @task(**_stored("audit"))
-def audit(root: Path, cohort_entry: StepEntry, config: StudyConfig) -> StepEntry:
-    return steps.audit_step(root, cohort_entry, config)
+def audit(root: Path, ingest_entry: StepEntry, cohort_entry: StepEntry, config: StudyConfig) -> StepEntry:
+    return steps.audit_step(root, ingest_entry, cohort_entry, config)
 
 
 @task(**_stored("spark"))
-def spark_check(root: Path, cohort_entry: StepEntry, audit_entry: StepEntry, config: StudyConfig) -> StepEntry:
-    return steps.spark_step(root, cohort_entry, audit_entry, config)
+def spark_check(root: Path, ingest_entry: StepEntry, cohort_entry: StepEntry, audit_entry: StepEntry,
+                config: StudyConfig) -> StepEntry:
+    return steps.spark_step(root, ingest_entry, cohort_entry, audit_entry, config)
 
 
 @task(**_stored("report"))
@@ -237,11 +238,11 @@ def _run_steps(kind: str, out: Path, source: Path | None, config_path: Path | No
         analyze_entry = analyze(root, cohort_entry, config)
         entries.append(analyze_entry)
         entries.append(tte(root, cohort_entry, analyze_entry, config))
-    audit_entry = audit(root, cohort_entry, config)
+    audit_entry = audit(root, ingested, cohort_entry, config)
     entries.append(audit_entry)
     entries.append(report(root, entries, config))
     if engine == "spark":
-        entries.append(spark_check(root, cohort_entry, audit_entry, config))
+        entries.append(spark_check(root, ingested, cohort_entry, audit_entry, config))
     result = finish(root, run_dir, kind, src, fp, entries, config)
     publish_artifacts(result, quality)
     return result

@@ -1,7 +1,8 @@
 """Build the analysis cohort from an ingested DuckDB database.
 
 ``build_cohort(db_path, out_dir, config)`` re-registers the concept tables and ``study_param``
-from the given config (so a changed threshold takes effect without re-ingesting), runs the SQL
+from the given config (in ``db_path``; with ``source_db`` the ingest's database is read in place,
+attached read-only, and ``db_path`` is a new database that holds only what this step builds) (so a changed threshold takes effect without re-ingesting), runs the SQL
 relations of ``sql/`` in build order inside one transaction (a failure leaves the database as
 it was; only ``COHORT_RELATIONS``), validates the cohort with ``schemas.cohort`` and writes, each via a temp file renamed
 into place:
@@ -85,8 +86,12 @@ class CohortResult:
         return "\n".join(lines)
 
 
+# The alias of the ingest's database when attached read-only (``source_db``).
+SOURCE_ALIAS = "vf_ingest"
+
+
 def _check_database(con, db_path: Path) -> None:
-    present = {r[0] for r in con.execute(
+    present = {r[0] for r in con.execute(  # every attached database's tables (source_db)
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
     ).fetchall()}
     missing = [r for r in REQUIRED_RELATIONS if r not in present]
@@ -101,19 +106,24 @@ def build_cohort(
     out_dir: Path,
     config: StudyConfig,
     concepts: Concepts | None = None,
+    source_db: Path | None = None,
 ) -> CohortResult:
-    """Build cohort, attrition and NE timeline parquet files in ``out_dir`` (see module docs)."""
+    """Build cohort, attrition and NE timeline parquet files in ``out_dir`` (see module docs).
+    ``source_db``: the ingested database, read-only; ``db_path`` is then created (or reused)
+    for the cohort's own relations. Without it, ``db_path`` is the ingested database itself."""
     t0 = time.perf_counter()
     db_path, out_dir = Path(db_path), Path(out_dir)
-    if not db_path.is_file():
-        raise InputFileError(f"{db_path}: database not found (run `vasoflow ingest` first)")
+    source = Path(source_db) if source_db is not None else db_path
+    if not source.is_file():
+        raise InputFileError(f"{source}: database not found (run `vasoflow ingest` first)")
     concepts = concepts or load_concepts()
+    attach = {SOURCE_ALIAS: source} if source_db is not None else None
     try:
-        con = connect_duckdb(db_path)  # memory limit, spill folder
+        con = connect_duckdb(db_path, attach=attach)  # memory limit, spill folder
     except duckdb.Error as exc:
-        raise InputFileError(f"{db_path}: cannot open DuckDB database ({exc})".splitlines()[0]) from None
+        raise InputFileError(f"{source}: cannot open DuckDB database ({exc})".splitlines()[0]) from None
     try:
-        _check_database(con, db_path)
+        _check_database(con, source)
         con.execute("BEGIN TRANSACTION")
         try:
             register_concept_tables(con, concepts, config)

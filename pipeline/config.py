@@ -107,6 +107,18 @@ class StudyConfig:
     def to_dict(self) -> dict[str, Any]:
         return _thaw(self.settings)
 
+    def for_step(self, step: str) -> "StepConfig":
+        """The view of step ``step``: only the settings ``pipeline.settings.STEP_SETTINGS``
+        declares for it (reading any other raises UndeclaredSettingError); its ``fingerprint()``
+        is what the step's cache key hashes."""
+        from pipeline.settings import STEP_SETTINGS
+
+        if step not in STEP_SETTINGS:
+            raise ConfigError(f"step '{step}' has no entry in STEP_SETTINGS (pipeline/settings.py): "
+                              f"declare the settings it reads there")
+        return StepConfig(settings=_restrict(self.settings, STEP_SETTINGS[step], step), source=self.source,
+                          step=step, parent=self)
+
     def fingerprint(self) -> str:
         """sha256 of the merged settings: what caches and reports key on."""
         text = json.dumps(self.to_dict(), sort_keys=True)
@@ -126,6 +138,58 @@ class StudyConfig:
 
         walk("", self.settings)
         return out
+
+
+class UndeclaredSettingError(ConfigError):
+    """A step read a setting its STEP_SETTINGS entry does not declare (a bug in the code: the
+    step's cache key would not change with that setting)."""
+
+
+def _restrict(settings: Mapping[str, Any], entries: tuple[str, ...], step: str) -> Mapping[str, Any]:
+    if "*" in entries:
+        return settings
+    out: dict[str, Any] = {}
+    for entry in entries:
+        section, _, key = entry.partition(".")
+        if not isinstance(settings.get(section), Mapping) or (key and key not in settings[section]):
+            raise ConfigError(f"STEP_SETTINGS['{step}'] (pipeline/settings.py): '{entry}' is not a setting "
+                              f"of the study config")
+        if not key:
+            out[section] = dict(settings[section])
+        elif not (section in out and len(out[section]) == len(settings[section])):
+            out.setdefault(section, {})[key] = settings[section][key]
+    return MappingProxyType({k: MappingProxyType(v) for k, v in out.items()})
+
+
+@dataclass(frozen=True)
+class StepConfig(StudyConfig):
+    """One step's view of the study config (``StudyConfig.for_step``): the declared settings only."""
+
+    step: str = ""
+    parent: StudyConfig | None = field(default=None, repr=False, compare=False)
+
+    def get(self, dotted: str) -> Any:
+        try:
+            return super().get(dotted)
+        except ConfigError:
+            if self.parent is None:
+                raise
+            self.parent.get(dotted)  # a setting that does not exist at all: the usual error
+            raise UndeclaredSettingError(
+                f"step '{self.step}' read setting '{dotted}', which STEP_SETTINGS['{self.step}'] in "
+                f"pipeline/settings.py does not declare (its cache key would not cover it)") from None
+
+    def typed(self, name: str) -> Any:
+        if self.parent is not None and len(self.get(name)) != len(self.parent.get(name)):
+            raise UndeclaredSettingError(
+                f"step '{self.step}' read section '{name}' as a whole, but STEP_SETTINGS['{self.step}'] "
+                f"in pipeline/settings.py declares only some of its keys")
+        return super().typed(name)
+
+    def for_step(self, step: str) -> "StepConfig":
+        if step != self.step:
+            raise UndeclaredSettingError(f"step '{self.step}' asked for the settings of step '{step}'")
+        return self
 
 
 def load_study_config(path: str | Path | None = None) -> StudyConfig:

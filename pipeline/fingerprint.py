@@ -6,11 +6,13 @@ outputs (the steps are deterministic for a given input):
 * ingest: the source files (relative path, size and content hash of each file the ingest would
   read, and which optional tables are absent), the ``[ingest]`` settings, the concept
   definitions and the code the ingest runs (``module_closure``);
-* every later step: the keys of the steps it reads from, the whole merged study config, the
-  concept definitions, its code, and the SQL (cohort, audit) or report templates (report).
+* every later step: the keys of the steps it reads from, the study settings it reads (its view,
+  ``StudyConfig.for_step``: ``pipeline.settings.STEP_SETTINGS`` lists them), the concept
+  definitions, its code, and the SQL (cohort, audit) or report templates (report).
 
 So a re-run with nothing changed reuses everything; a changed cohort threshold leaves the
-ingest key alone and changes every key from the cohort onward.
+ingest key alone and changes every key from the cohort onward; a changed report setting
+changes the report's key only.
 
 Content hashes are what the keys use: touching or copying a source file does not re-ingest.
 Hashing gigabytes costs seconds, so ``fingerprint_source`` remembers each file's hash with
@@ -30,12 +32,12 @@ from typing import Any
 from pipeline.atomic import write_text_atomic
 from pipeline.config import StudyConfig
 from pipeline.errors import InputFileError
+from pipeline.settings import STEP_SETTINGS
 from schemas.raw import find_table_file
 
 # The study-config sections the ingest reads (``tests/test_fingerprint.py`` runs the ingest
 # with a recording config and fails if it reads any other key, so this cannot go stale).
-# "units": the NE salt converts rates before the plausibility bounds (concepts.salt_to_base).
-INGEST_CONFIG_SECTIONS: tuple[str, ...] = ("ingest", "units")
+INGEST_CONFIG_SECTIONS: tuple[str, ...] = STEP_SETTINGS["ingest"]
 
 HASH_NAME = "sha256"
 
@@ -329,13 +331,14 @@ def eicu_fingerprint() -> str:
 
 def downstream_key(step: str, upstream: Mapping[str, str], config: StudyConfig, module: str,
                    resources: Iterable[str] = ()) -> str:
-    """Key of a step after the ingest: upstream step keys, whole config, concepts, the code of
-    ``module`` (the step's entry point) and the named resource folders (e.g. ``("sql",)``)."""
+    """Key of a step after the ingest: upstream step keys, the settings ``step`` reads (its view,
+    ``config.for_step(step)``), concepts, the code of ``module`` (the step's entry point) and
+    the named resource folders (e.g. ``("sql",)``)."""
     parts = {f"upstream_{name}": key for name, key in upstream.items()}
     parts.update({f"resource_{name}": resource_fingerprint(name) for name in resources})
     return step_key(
         step,
-        config=config_fingerprint(config),
+        config=config_fingerprint(config.for_step(step)),
         concepts=concepts_fingerprint(),
         code=code_fingerprint(module),
         **parts,

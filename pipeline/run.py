@@ -14,6 +14,11 @@ its results.json is the one the report reads and the run folder holds.
 ``finish_run`` links the outputs into a new run folder, writes its manifest and only then
 moves the ``latest`` pointer. Without a source folder the embedded default dataset is used:
 synthetic MIMIC-IV-layout files generated once with a fixed seed and cached.
+
+Each step reads only its own settings, ``config.for_step(step)`` (``pipeline.settings.
+STEP_SETTINGS``), and its key hashes only those. The ingest's database is stored once: the
+cohort step attaches it read-only and stores only the relations it builds (``cohort.duckdb``);
+the audit attaches both and keeps only its parquet outputs.
 """
 
 from __future__ import annotations
@@ -37,7 +42,11 @@ from pipeline.runs import (Layout, StepEntry, materialise, new_run_dir, promote_
 
 log = logging.getLogger("vasoflow")
 
-DB_NAME = "vasoflow.duckdb"
+DB_NAME = "vasoflow.duckdb"  # the ingest's database (every validated source row)
+COHORT_DB_NAME = "cohort.duckdb"  # the cohort step's relations only (reads DB_NAME in place)
+AUDIT_DB_NAME = "audit.duckdb"  # the audit's scratch relations (not stored)
+# Aliases of the databases a step attaches read-only (pipeline.duckdb_settings.connect).
+INGEST_ALIAS, COHORT_ALIAS = "vf_ingest", "vf_cohort"
 LEDGER_NAME = "ledger.json"
 
 
@@ -217,7 +226,7 @@ def ingest_step(root: Path, source: Path, fingerprint: SourceFingerprint, config
     def produce(work: Path) -> None:
         from pipeline.ingest import ingest  # imported only when the step really runs
 
-        ingest(Path(source), work / DB_NAME, config)
+        ingest(Path(source), work / DB_NAME, config.for_step("ingest"))
         # The key below was made from the bytes hashed before the ingest: store the outputs
         # under it only if the ingest read those same bytes (no file replaced meanwhile).
         verify_source_unchanged(fingerprint)
@@ -268,18 +277,17 @@ def validate_step(ingest_entry: StepEntry) -> DataQuality:
 
 @_announced("cohort")
 def cohort_step(root: Path, ingest_entry: StepEntry, config: StudyConfig) -> StepEntry:
-    """Build the cohort on a copy of the ingested database (the ingest entry stays as it was)."""
+    """Build the cohort into its own database (``cohort.duckdb``: the relations it builds),
+    reading the ingested database in place, attached read-only."""
 
     def produce(work: Path) -> None:
         from pipeline.cohort import build_cohort  # imported only when the step really runs
 
-        build_cohort(work / DB_NAME, work, config)
+        build_cohort(work / COHORT_DB_NAME, work, config.for_step("cohort"),
+                     source_db=ingest_entry.file(DB_NAME))
 
     key = cohort_step_key(ingest_entry, config)
-    return run_cached(
-        Layout(Path(root)).store_dir, "cohort", key, produce,
-        copy_inputs={DB_NAME: ingest_entry.file(DB_NAME)},
-    )
+    return run_cached(Layout(Path(root)).store_dir, "cohort", key, produce)
 
 
 @_announced("analyze")
@@ -289,10 +297,11 @@ def analyze_step(root: Path, cohort_entry: StepEntry, config: StudyConfig) -> St
     def produce(work: Path) -> None:
         from pipeline.models import analyze  # imported only when the step really runs
 
-        analyze(work / "cohort.parquet", work, config)
+        analyze(work / "cohort.parquet", work, config.for_step("analyze"))
 
     key = analyze_step_key(cohort_entry, config)
-    inputs = {name: cohort_entry.file(name) for name in ("cohort.parquet", "ne_timeline.parquet")}
+    inputs = {name: cohort_entry.file(name)
+              for name in ("cohort.parquet", "ne_timeline.parquet", "hourly_panel.parquet")}
     return run_cached(
         Layout(Path(root)).store_dir, "analyze", key, produce,
         link_inputs=inputs,
@@ -307,7 +316,7 @@ def tte_step(root: Path, cohort_entry: StepEntry, analyze_entry: StepEntry, conf
     def produce(work: Path) -> None:
         from pipeline.tte import merge_into_results, run_tte  # imported only when the step really runs
 
-        section = run_tte(work / "cohort.parquet", work, config)
+        section = run_tte(work / "cohort.parquet", work, config.for_step("tte"))
         merge_into_results(work / "analyze_results.json", section, work / "results.json")
 
     key = tte_step_key(cohort_entry, analyze_entry, config)
@@ -318,39 +327,52 @@ def tte_step(root: Path, cohort_entry: StepEntry, analyze_entry: StepEntry, conf
 
 
 @_announced("audit")
-def audit_step(root: Path, cohort_entry: StepEntry, config: StudyConfig) -> StepEntry:
-    """QI audit on a scratch copy of the cohort database; keeps only the audit tables."""
+def audit_step(root: Path, ingest_entry: StepEntry, cohort_entry: StepEntry, config: StudyConfig) -> StepEntry:
+    """QI audit over the ingest and cohort databases (attached read-only) in a scratch database;
+    keeps only the audit's parquet outputs."""
 
     def produce(work: Path) -> None:
         from pipeline.audit import run_audit  # imported only when the step really runs
 
-        run_audit(work / DB_NAME, work, config)
+        run_audit(work / AUDIT_DB_NAME, work, config.for_step("audit"),
+                  attach={INGEST_ALIAS: ingest_entry.file(DB_NAME), COHORT_ALIAS: cohort_entry.file(COHORT_DB_NAME)})
 
     key = audit_step_key(cohort_entry, config)
     return run_cached(
         Layout(Path(root)).store_dir, "audit", key, produce,
-        copy_inputs={DB_NAME: cohort_entry.file(DB_NAME)},
-        discard=(DB_NAME, DB_NAME + ".wal"),
+        discard=(AUDIT_DB_NAME, AUDIT_DB_NAME + ".wal"),
     )
 
 
 @_announced("spark")
-def spark_step(root: Path, cohort_entry: StepEntry, audit_entry: StepEntry, config: StudyConfig) -> StepEntry:
+def spark_step(root: Path, ingest_entry: StepEntry, cohort_entry: StepEntry, audit_entry: StepEntry,
+               config: StudyConfig) -> StepEntry:
     """``--engine spark``: the cohort and audit SQL again on a local Spark session, over parquet
-    copies of the cohort database's source tables; writes ``spark_<output>.parquet`` and
+    copies of the source tables (the ingest's database, attached read-only, with the concept
+    tables and ``study_param`` of the spark step's settings); writes ``spark_<output>.parquet`` and
     ``engine_check.json`` and fails when any output differs from DuckDB's (pipeline.spark)."""
 
     def produce(work: Path) -> None:
         from pipeline.audit import AUDIT_RELATIONS  # imported only when the step really runs
         from pipeline.cohort import COHORT_RELATIONS
+        from pipeline.concepts import load_concepts, register_concept_tables
+        from pipeline.duckdb_settings import connect
         from pipeline.spark import SPARK_OUTPUTS, spark_engine_check
 
         duckdb_outputs = {}
         for stem in SPARK_OUTPUTS:
             entry = cohort_entry if f"{stem}.parquet" in cohort_entry.files else audit_entry
             duckdb_outputs[stem] = entry.file(f"{stem}.parquet")
-        spark_engine_check(cohort_entry.file(DB_NAME), duckdb_outputs, work,
-                           [*COHORT_RELATIONS, *AUDIT_RELATIONS])
+        params = work / "spark_params.duckdb"  # concept tables and study_param of these settings
+        con = connect(params)
+        try:
+            register_concept_tables(con, load_concepts(), config.for_step("spark"))
+        finally:
+            con.close()
+        spark_engine_check(params, duckdb_outputs, work, [*COHORT_RELATIONS, *AUDIT_RELATIONS],
+                           attach={INGEST_ALIAS: ingest_entry.file(DB_NAME)})
+        for name in (params.name, params.name + ".wal"):
+            (work / name).unlink(missing_ok=True)
 
     key = spark_step_key(cohort_entry, audit_entry, config)
     return run_cached(Layout(Path(root)).store_dir, "spark", key, produce)
@@ -482,9 +504,9 @@ def _run_all_steps(source: Path | None, out_root: Path, config: StudyConfig, kin
         analyzed = analyze_step(root, cohort, config)
         entries.append(analyzed)
         entries.append(tte_step(root, cohort, analyzed, config))
-    audited = audit_step(root, cohort, config)
+    audited = audit_step(root, ingested, cohort, config)
     entries.append(audited)
     entries.append(report_step(root, entries, config))
     if engine == "spark":
-        entries.append(spark_step(root, cohort, audited, config))
+        entries.append(spark_step(root, ingested, cohort, audited, config))
     return finish_run(root, run_dir, kind, src, fp, entries, config, time.perf_counter() - t0)

@@ -348,6 +348,44 @@ SECTION_MODELS: dict[str, type[_Section]] = {
 }
 
 
+# --------------------------------------------------------------------------------------------
+# Which settings each step reads
+# --------------------------------------------------------------------------------------------
+
+# Step -> the settings it reads: a whole section ("audit") or one key ("study.period"); "*" is
+# every setting. ``StudyConfig.for_step(step)`` (pipeline.config) is the step's view: it holds
+# only these settings, raises on any other key (``get``/``section``/``typed``), fills the
+# ``study_param`` table with only these (so SQL that reads an undeclared ``study_param`` column
+# fails to bind) and its ``fingerprint()`` is what the step's cache key hashes
+# (pipeline.fingerprint). So a changed setting re-runs exactly the steps that read it (and
+# those downstream of them, through their upstream keys): ``figure_dpi`` re-runs the report
+# only, an audit rule the audit and the report.
+#
+# Adding a step (e.g. a target-trial ``tte`` step reading [tte] and the horizons): add
+#     "tte": ("tte", "outcomes", "models.confidence_level"),
+# here, give the step function ``config.for_step("tte")`` and key it with
+# ``downstream_key("tte", ...)`` in pipeline/run.py. Too few entries fail loudly (the view
+# raises, naming the step and key; tests/test_step_settings.py runs every step through its
+# view); too many only re-run the step more often than needed.
+STEP_SETTINGS: dict[str, tuple[str, ...]] = {
+    # "units": the NE salt converts rates before the plausibility bounds (concepts.salt_to_base).
+    "ingest": ("ingest", "units"),
+    # SQL thresholds via study_param, the cohort schema's checks, and the concept tables (units).
+    "cohort": ("cohort", "episodes", "classification", "outcomes", "units"),
+    # The panel models stop at the emulation's decision window (tte.decision_window_hours).
+    "analyze": ("models", "outcomes", "classification", "tte.decision_window_hours"),
+    # The target-trial emulation: its protocol ([tte]), the horizons and the CI level.
+    "tte": ("tte", "outcomes", "models.confidence_level"),
+    # The audit SQL re-registers the concept tables (units) and reads the timing thresholds
+    # ([classification]) and the infusion gap ([episodes]); study.period sets the p-chart periods.
+    "audit": ("audit", "classification", "episodes", "units", "study.period"),
+    # The report prints the whole settings fingerprint and most sections.
+    "report": ("*",),
+    # The Spark engine check builds the cohort and the audit SQL again.
+    "spark": ("cohort", "episodes", "classification", "outcomes", "units", "audit", "study.period"),
+}
+
+
 class _KeyError(ValueError):
     """A cross-field rule about one key (the message names the rule)."""
 

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipeline.duckdb_settings import connect as connect_duckdb
 from pipeline.errors import VasoflowError
 from pipeline.sqlbuild import SOURCE_RELATION_PATTERN, SqlRelation, build_order
 from pipeline.sqldialect import transpile_relation
@@ -152,8 +153,8 @@ def export_sources(con, out_dir: Path) -> dict[str, Path]:
     ``study_param``, ``source_table``) to ``out_dir/<name>.parquet``; returns name -> path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    names = [r[0] for r in con.execute(
-        "select table_name from information_schema.tables where table_schema = 'main' order by table_name"
+    names = [r[0] for r in con.execute(  # also those of attached databases (names resolve by search path)
+        "select distinct table_name from information_schema.tables where table_schema = 'main' order by table_name"
     ).fetchall()]
     paths = {}
     for name in names:
@@ -307,6 +308,7 @@ def spark_engine_check(
     out_dir: Path,
     relation_names: Iterable[str],
     spark=None,
+    attach: Mapping[str, Path] | None = None,
 ) -> SparkCheckResult:
     """Build ``relation_names`` on a local Spark session over parquet copies of the source
     tables of the DuckDB database ``db_path`` (opened read-only), write the outputs of
@@ -314,9 +316,8 @@ def spark_engine_check(
     output file of the same name in ``duckdb_outputs``; ``out_dir/engine_check.json`` lists
     the comparison. Raises EngineMismatchError (after writing the report) on any difference.
     ``spark``: a running session to use (left running, with every relation as a view);
-    default: a local session started and stopped here."""
-    import duckdb
-
+    default: a local session started and stopped here. ``attach``: more source databases,
+    read-only (pipeline.duckdb_settings.connect)."""
     from pipeline.atomic import write_parquet_atomic, write_text_atomic
 
     t0 = time.perf_counter()
@@ -324,7 +325,7 @@ def spark_engine_check(
     wanted = set(relation_names)
     relations = [r for r in build_order() if r.name in wanted]
     parquet_dir = out_dir / "spark_sources"
-    con = duckdb.connect(str(db_path), read_only=True)
+    con = connect_duckdb(db_path, attach=attach, read_only=True)
     try:
         sources = export_sources(con, parquet_dir)
     finally:

@@ -154,7 +154,8 @@ def _require_cohort(con, db_path: Path) -> None:
         raise VasoflowError(f"{db_path}: no mart_cohort table; run the cohort step first (vasoflow cohort)")
 
 
-def run_audit(db_path: Path, out_dir: Path, config: StudyConfig) -> AuditResult:
+def run_audit(db_path: Path, out_dir: Path, config: StudyConfig,
+              attach: Mapping[str, Path] | None = None) -> AuditResult:
     """Evaluate the audit rules on the cohort in ``db_path`` and write, into ``out_dir``:
     ``audit.parquet`` (stay_id, rule, result, detail), ``audit_summary.parquet`` (rule,
     care_unit, period, n_pass, n_fail, n_not_applicable, n_not_assessable, adherence 0-1) and
@@ -164,16 +165,20 @@ def run_audit(db_path: Path, out_dir: Path, config: StudyConfig) -> AuditResult:
     The audit relations are (re)built in one transaction: a failure leaves the database as it
     was. The concept tables and ``study_param`` are re-registered from ``config`` first, so a
     changed audit threshold takes effect without re-ingesting.
+
+    ``attach``: alias -> database read in place, read-only (the ingest's and the cohort's);
+    ``db_path`` is then a scratch database for the audit's own relations only.
     """
     period = config.get("study.period")
     if period not in PERIODS:
         raise ConfigError(f"{config.source}: study.period must be one of {', '.join(PERIODS)}, got {period!r}")
     db_path, out_dir = Path(db_path), Path(out_dir)
-    if not db_path.is_file():
-        raise VasoflowError(f"{db_path}: database not found; run ingest and cohort first")
+    for path in (*(attach or {}).values(), *(() if attach else (db_path,))):
+        if not Path(path).is_file():
+            raise VasoflowError(f"{path}: database not found; run ingest and cohort first")
     out_dir.mkdir(parents=True, exist_ok=True)
     concepts = load_concepts()
-    con = connect_duckdb(db_path)  # memory limit, spill folder
+    con = connect_duckdb(db_path, attach=attach)  # memory limit, spill folder
     try:
         _require_cohort(con, db_path)
         con.execute("BEGIN TRANSACTION")
