@@ -23,7 +23,7 @@ import jinja2
 from pipeline.atomic import write_text_atomic
 from pipeline.config import StudyConfig
 from pipeline.errors import ConfigError
-from pipeline.report import sections
+from pipeline.report import answer, sections
 from pipeline.report.suppress import CellPolicy, ReportCounts
 from pipeline.resources import resource_dir
 
@@ -67,8 +67,10 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def assemble(out_dir: Path, config: StudyConfig) -> dict:
-    """Every section's data (suppressed, formatted) as one dict for the templates."""
+def assemble(out_dir: Path, config: StudyConfig, truth_path: Path | None = None) -> dict:
+    """Every section's data (suppressed, formatted) as one dict for the templates.
+    ``truth_path``: the generator's true_effects.json (default: beside the source data named in
+    ledger.json, when that is a synthetic data set)."""
     out_dir = Path(out_dir)
     # Every count goes through one registry: which counts may be shown is decided across the
     # whole report once all sections are built (pipeline.report.suppress.ReportCounts). Counts
@@ -77,7 +79,7 @@ def assemble(out_dir: Path, config: StudyConfig) -> dict:
     withheld: frozenset[int] = frozenset()
     for _ in range(_MAX_PASSES):  # usually two: hiding cells only ever shows fewer counts
         registry = ReportCounts(min_count)
-        data = _sections(out_dir, config, CellPolicy(min_count, registry, withheld))
+        data = _sections(out_dir, config, CellPolicy(min_count, registry, withheld), truth_path)
         more = registry.withheld_values()
         if not more:
             break
@@ -85,8 +87,9 @@ def assemble(out_dir: Path, config: StudyConfig) -> dict:
     return registry.resolve(data)  # the pairwise rule holds whatever the number of passes
 
 
-def _sections(out_dir: Path, config: StudyConfig, policy: CellPolicy) -> dict:
-    """Every section built with ``policy`` (one pass of ``assemble``; placeholders unresolved)."""
+def _sections(out_dir: Path, config: StudyConfig, policy: CellPolicy, truth_path: Path | None = None) -> dict:
+    """Every section built with ``policy`` (one pass of ``assemble``; placeholders unresolved).
+    Counts register in display order of importance: the cohort flow first (see suppress)."""
     dpi = int(config.get("report.figure_dpi"))
     cohort = sections.read_parquet(out_dir, "cohort")
     attrition = sections.read_parquet(out_dir, "attrition")
@@ -94,18 +97,23 @@ def _sections(out_dir: Path, config: StudyConfig, policy: CellPolicy) -> dict:
     ledger = sections.read_json(out_dir / "ledger.json")
     n_total = cohort.height if cohort is not None else None
     n_vp = cohort.filter(cohort["exposure"] == "vp_added").height if cohort is not None else None
+    truth, found = answer.find_truth(ledger, truth_path)
+    flow = sections.flow_section(attrition, policy)
     data = {
         "title": str(config.get("study.name")),
         "policy": {"min_count": policy.min_count, "small": policy.small_label,
                    "citation": str(config.get("report.suppression_citation"))},
         "has_results": results is not None,
+        "banner": answer.data_banner(ledger, truth, found, config),
+        "size": answer.size_banner(results, policy, n_total),
+        "flow": flow,
+        "tte": answer.tte_section(results, truth, config, policy, dpi),
         "source": sections.source_section(out_dir, config, ledger),
-        "flow": sections.flow_section(attrition, policy),
         "table1": sections.table1_section(cohort, config, policy),
         "ne_dose": sections.ne_dose_section(cohort, config, policy, dpi),
         "km": sections.km_section(out_dir, results, config, policy, dpi, n_total, n_vp),
-        "forest": sections.forest_section(out_dir, results, config, policy, dpi),
-        "cif": sections.cif_section(out_dir, results, config, policy, dpi),
+        "forest": sections.forest_section(out_dir, results, config, policy, dpi, truth),
+        "cif": sections.cif_section(out_dir, results, config, policy, dpi, truth),
         "vasst": sections.vasst_section(out_dir, results, config, policy),
         "audit": sections.audit_section(out_dir, config, policy, dpi),
         "quality": sections.quality_section(ledger, cohort, policy),
@@ -114,11 +122,12 @@ def _sections(out_dir: Path, config: StudyConfig, policy: CellPolicy) -> dict:
     return data
 
 
-def build_report(out_dir: Path, config: StudyConfig) -> ReportResult:
-    """Write ``report.html`` and ``report.md`` into ``out_dir`` from the outputs found there."""
+def build_report(out_dir: Path, config: StudyConfig, truth_path: Path | None = None) -> ReportResult:
+    """Write ``report.html`` and ``report.md`` into ``out_dir`` from the outputs found there.
+    ``truth_path``: see :func:`assemble`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = assemble(out_dir, config)
+    data = assemble(out_dir, config, truth_path)
     env = _environment()
     html = env.get_template("report.html.j2").render(**data)
     md = env.get_template("report.md.j2").render(**data)
