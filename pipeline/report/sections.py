@@ -613,7 +613,7 @@ def _model_row(m: Mapping[str, Any], config: StudyConfig, policy: CellPolicy,
         "role": labels.role_label(role),
         "is_descriptive": descriptive,
         "estimand": str(m.get("estimand") or default_estimand(name, config) or "not stated"),
-        "truth": fmt_num(true_value) if true_value is not None else ("-" if not true_note else "no single value"),
+        "truth": fmt_num(true_value) if true_value is not None else ("-" if not true_note else "none"),
         "truth_note": true_note,
         "covariates": labels.columns(str(details.get("covariates_used", ""))) or "none",
     }
