@@ -26,8 +26,12 @@ _PROBE = """<script>
               out.elements[id] = {top: r.top + window.scrollY, bottom: r.bottom + window.scrollY,
                                   height: r.height, visible: r.height > 0}; }
   });
+  out.shrunk_images = 0;
   document.querySelectorAll("img").forEach(function (img) {
-    if (img.getBoundingClientRect().right > out.width + 1) { out.overflowing_images += 1; }
+    var r = img.getBoundingClientRect();
+    if (r.right > out.width + 1) { out.overflowing_images += 1; }
+    // drawn smaller than 90% of its pixel size: its lettering is smaller than designed
+    if (r.width > 0 && r.width < 0.9 * img.naturalWidth) { out.shrunk_images += 1; }
   });
   var pre = document.createElement("pre");
   pre.id = "layout-probe";
@@ -49,8 +53,10 @@ def chromium_args(profile: str) -> list[str]:
 
 def measure(html_path: Path, ids: list[str], *, width: int = 1400, height: int = 900,
             browser: str | None = None, timeout: float = 120) -> dict:
-    """Page height and the top/bottom (px from the page top) of each element id, rendered at
-    ``width`` x ``height`` CSS pixels. Raises RuntimeError when Chromium fails."""
+    """Page height, the top/bottom (px from the page top) of each element id, and the number of
+    images wider than the page (``overflowing_images``) or drawn below 90% of their pixel size
+    (``shrunk_images``: smaller lettering than designed), rendered at ``width`` x ``height`` CSS
+    pixels. Raises RuntimeError when Chromium fails."""
     browser = browser or find_chromium()
     if browser is None:
         raise RuntimeError("headless Chromium not found")

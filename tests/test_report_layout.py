@@ -81,7 +81,8 @@ def test_synthetic_report_answers_on_the_first_screen(synth_run):
     assert el["bottom-line"]["bottom"] <= FIRST_SCREEN_PX, el["bottom-line"]
     assert el["answer-figure"]["bottom"] <= FIRST_SCREEN_PX, el["answer-figure"]
     assert "size-banner" not in el  # estimable: no "too small" banner
-    assert m["overflowing_images"] == 0  # every chart fits the 1400 px page
+    assert m["overflowing_images"] == 0  # every chart fits the 1400 px page...
+    assert m["shrunk_images"] == 0  # ...at its designed size (legible lettering)
     html = (synth_run / "report.html").read_text()
     banner = html[html.index('id="data-banner"'):html.index('id="answer"')]
     assert "Synthetic data" in banner and "not from any hospital" in banner
@@ -175,3 +176,19 @@ def test_horizon_labels_follow_the_config(synth_run, tmp_path):
     answer = html[html.index('id="answer"'):html.index('id="protocol"')]
     assert "30-day risk of death" in answer and "28-day" not in answer
     assert "Died within 30 days" in html and "Died within 28 days" not in html
+
+
+def test_a_changed_model_table_gives_a_message_not_a_crash(demo_run, study_config, tmp_path):
+    """results.json and the model tables change shape as analyses are added or retired
+    (issues 11, 12): a section whose input lacks a column says so; the rest still renders."""
+    import polars as pl
+
+    for src in demo_run.iterdir():
+        if src.suffix in (".parquet", ".json"):
+            shutil.copy(src, tmp_path / src.name)
+    pl.read_parquet(tmp_path / "forest.parquet").drop("adjusted").write_parquet(tmp_path / "forest.parquet")
+    result = build_report(tmp_path, study_config)
+    html = result.html_path.read_text()
+    forest = html[html.index('id="forest"'):html.index('id="rrt"')]
+    assert "Not shown: the analysis outputs lack" in forest and "adjusted" in forest
+    assert "forest" in result.missing_sections and 'id="answer"' in html

@@ -6,6 +6,14 @@ and a short markdown summary.
 ``report.html`` and ``report.md`` there (temp file + rename). A missing piece is stated in its
 section; the report never fails because an optional step did not run.
 
+It answers first (issue 15): a banner naming the data (synthetic, with the generator's truth
+from ``true_effects.json`` beside each estimate, or the real source), a second banner when the
+cohort is too small for any estimate (empty sections then collapse), the answer of the primary
+analysis (``results["tte"]``: risk of death by the NE dose at which VP is added) in plain
+sentences with one figure, its protocol (TARGET), and only then the details
+(:mod:`pipeline.report.answer`). Every label is derived from the config
+(:mod:`pipeline.report.labels`); every estimate shows its role and estimand.
+
 Shareable by construction: small-cell suppression on every displayed count, decided across
 the whole report so that no two shown figures differ by a small count
 (:mod:`pipeline.report.suppress`), no row-level identifiers, every data string escaped by the
@@ -19,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
+import polars as pl
 
 from pipeline.atomic import write_text_atomic
 from pipeline.config import StudyConfig
@@ -87,6 +96,19 @@ def assemble(out_dir: Path, config: StudyConfig, truth_path: Path | None = None)
     return registry.resolve(data)  # the pairwise rule holds whatever the number of passes
 
 
+def _guarded(build, *args) -> dict:
+    """A model-output section, or its "not shown" message when the analyze step's outputs lack
+    a key or column this report reads (results.json and the model tables change shape as
+    analyses are added or retired: the report says so rather than failing)."""
+    try:
+        return build(*args)
+    except (KeyError, pl.exceptions.ColumnNotFoundError) as exc:
+        message = f"Not shown: the analysis outputs lack {exc}; re-run the analyze step."
+        return {**sections.unavailable(message),
+                "sentences": [message], "protocol": [], "img": None, "strategies": [], "contrasts": [], "rrt": [],
+                "warnings": [], "short": "", "long": "", "has_truth": False, "estimable": False}
+
+
 def _sections(out_dir: Path, config: StudyConfig, policy: CellPolicy, truth_path: Path | None = None) -> dict:
     """Every section built with ``policy`` (one pass of ``assemble``; placeholders unresolved).
     Counts register in display order of importance: the cohort flow first (see suppress)."""
@@ -107,14 +129,14 @@ def _sections(out_dir: Path, config: StudyConfig, policy: CellPolicy, truth_path
         "banner": answer.data_banner(ledger, truth, found, config),
         "size": answer.size_banner(results, policy, n_total),
         "flow": flow,
-        "tte": answer.tte_section(results, truth, config, policy, dpi),
+        "tte": _guarded(answer.tte_section, results, truth, config, policy, dpi),
         "source": sections.source_section(out_dir, config, ledger),
         "table1": sections.table1_section(cohort, config, policy),
         "ne_dose": sections.ne_dose_section(cohort, config, policy, dpi),
-        "km": sections.km_section(out_dir, results, config, policy, dpi, n_total, n_vp),
-        "forest": sections.forest_section(out_dir, results, config, policy, dpi, truth),
-        "cif": sections.cif_section(out_dir, results, config, policy, dpi, truth),
-        "vasst": sections.vasst_section(out_dir, results, config, policy),
+        "km": _guarded(sections.km_section, out_dir, results, config, policy, dpi, n_total, n_vp),
+        "forest": _guarded(sections.forest_section, out_dir, results, config, policy, dpi, truth),
+        "cif": _guarded(sections.cif_section, out_dir, results, config, policy, dpi, truth),
+        "vasst": _guarded(sections.vasst_section, out_dir, results, config, policy),
         "audit": sections.audit_section(out_dir, config, policy, dpi),
         "quality": sections.quality_section(ledger, cohort, policy),
         "methods": sections.methods_section(config),

@@ -159,6 +159,14 @@ def _pct_ci(est: Any, lo: Any, hi: Any) -> str:
     return f"{100 * e:.1f}%{ci}"
 
 
+def _pct_ci_text(est: Any, lo: Any, hi: Any) -> str:
+    """A risk in running text: "30.0%, 95% CI 26.0% to 34.0%"."""
+    e, a, b = _prop(est), _prop(lo), _prop(hi)
+    if e is None:
+        return "-"
+    return f"{100 * e:.1f}%" + (f", 95% CI {100 * a:.1f}% to {100 * b:.1f}%" if a is not None and b is not None else "")
+
+
 def _pp_ci(est: Any, lo: Any, hi: Any) -> str:
     """A risk difference in percentage points with its interval."""
     if not _finite(est):
@@ -278,8 +286,8 @@ def _answer_sentences(tte: Mapping, strategies: list[Mapping], true_s: Mapping, 
         return labels.strategy_label(_sid(s), _threshold(s), config)
 
     out = [f"{who}, the estimated {short}-day risk of death was lowest with the strategy \"{lab(best)}\""
-           f" ({_pct_ci(best['risk_28d'], best.get('ci_low'), best.get('ci_high'))}) and highest with"
-           f" \"{lab(worst)}\" ({_pct_ci(worst['risk_28d'], worst.get('ci_low'), worst.get('ci_high'))})."]
+           f" ({_pct_ci_text(best['risk_28d'], best.get('ci_low'), best.get('ci_high'))}) and highest with"
+           f" \"{lab(worst)}\" ({_pct_ci_text(worst['risk_28d'], worst.get('ci_low'), worst.get('ci_high'))})."]
     refs = [str(r) for r in config.get("tte.reference_strategies")]
     for ref in refs:
         c = next((c for c in tte.get("contrasts") or [] if str(c.get("reference")) == ref
@@ -289,9 +297,11 @@ def _answer_sentences(tte: Mapping, strategies: list[Mapping], true_s: Mapping, 
         lo, hi = c.get("ci_low"), c.get("ci_high")
         verdict = ("the interval includes no difference, so these data cannot tell the two apart"
                    if _finite(lo) and _finite(hi) and lo <= 0 <= hi else
-                   "the interval excludes no difference")
-        out.append(f"Compared with \"{labels.strategy_label(ref, labels.strategy_threshold(ref), config)}\", that is"
-                   f" {_pp_ci(c['risk_difference_28d'], lo, hi)}: {verdict}.")
+                   "the 95% interval does not include zero")
+        diff = (f"{100 * c['risk_difference_28d']:+.1f} percentage points"
+                + (f" (95% CI {100 * lo:+.1f} to {100 * hi:+.1f})" if _finite(lo) and _finite(hi) else ""))
+        out.append(f"Compared with \"{labels.strategy_label(ref, labels.strategy_threshold(ref), config)}\", the"
+                   f" difference is {diff}: {verdict}.")
         break
     out.append("Read each risk as the share who would have died if every patient had followed that strategy."
                " It holds only if the hourly NE dose, blood pressure and lactate explain why clinicians started"

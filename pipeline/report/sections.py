@@ -590,6 +590,10 @@ def _evalue_text(details: Mapping[str, Any]) -> str:
     return f"{float(est):.2f} (CI {fmt_num(ci)})" if ci is not None else f"{float(est):.2f}"
 
 
+def _is_prognosis(name: str) -> bool:
+    return name.startswith("vasst_hr") or "prognosis" in name
+
+
 def _model_row(m: Mapping[str, Any], config: StudyConfig, policy: CellPolicy,
                truth: Mapping | None = None) -> dict[str, str]:
     """One estimate as displayed: plain label, role and estimand, p-value and E-value only for
@@ -609,7 +613,9 @@ def _model_row(m: Mapping[str, Any], config: StudyConfig, policy: CellPolicy,
         "p": fmt_p(m.get("p")) if ok and not descriptive else "-",
         "n": policy.count(m.get("n")),
         "events": policy.count(m.get("events")),
-        "evalue": _evalue_text(details) if ok and not descriptive else "-",
+        # E-values measure robustness of a causal estimate: none for descriptive results nor for
+        # the prognosis comparison of VASST strata (severity is not an exposure; issue 12)
+        "evalue": _evalue_text(details) if ok and not descriptive and not _is_prognosis(name) else "-",
         "role": labels.role_label(role),
         "is_descriptive": descriptive,
         "estimand": str(m.get("estimand") or default_estimand(name, config) or "not stated"),
