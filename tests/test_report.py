@@ -17,7 +17,7 @@ import pytest
 from pipeline.report import build_report, policy_from_config
 from pipeline.report.suppress import small_integers_in
 
-SECTION_IDS = ("source", "flow", "table1", "ne-dose", "survival", "forest", "rrt", "vasst", "audit",
+SECTION_IDS = ("data-banner", "answer", "protocol", "primary", "source", "flow", "table1", "ne-dose", "survival", "forest", "rrt", "vasst", "audit",
                "quality", "methods")
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
@@ -97,7 +97,9 @@ def test_report_is_self_contained_and_has_every_section(demo_run):
         assert f'id="{sid}"' in html
     for external in ("<script", "<link", "http://", "https://", "@import", "url(http"):
         assert external not in html.replace('xmlns="http://www.w3.org/2000/svg"', ""), external
-    assert "data:image/png;base64," in html
+    # the demo is too small for any curve or chart: no image frame is left empty (issue 15);
+    # the flow diagram is inline SVG, and figures are data URIs when drawn (tests/test_report_layout.py)
+    assert "<svg" in html and 'src=""' not in html
     assert "not for sharing" in html
 
 
@@ -169,7 +171,7 @@ def test_report_renders_in_headless_chromium(demo_run, tmp_path):
     assert dom.returncode == 0, dom.stderr[-2000:]
     for sid in SECTION_IDS:
         assert f'id="{sid}"' in dom.stdout, f"section {sid} missing from the rendered DOM"
-    assert dom.stdout.count("<img") >= 3
+    assert "<svg" in dom.stdout  # the cohort flow; the demo has no estimable chart (issue 15)
     shot = tmp_path / "report.png"
     with tempfile.TemporaryDirectory() as profile:
         run = subprocess.run([browser, *_chromium_args(profile), "--window-size=1200,4000",

@@ -61,7 +61,7 @@ def step_curves_png(curves: Sequence[Curve], *, ylabel: str, xlabel: str, xmax: 
                     as_percent: bool = True) -> str:
     """Step curves (Kaplan-Meier survival, cumulative incidence) with 95% bands."""
     with plt.rc_context(_STYLE):
-        fig, ax = plt.subplots(figsize=(7.0, 3.6))
+        fig, ax = plt.subplots(figsize=(5.6, 3.2))
         scale = 100.0 if as_percent else 1.0
         for i, c in enumerate(curves):
             colour = PALETTE[i % len(PALETTE)]
@@ -94,8 +94,8 @@ def forest_png(rows: Sequence[ForestRow], *, measure: str = "hazard ratio", dpi:
     """Forest plot on a log scale; rows without an estimate are listed with "not estimable"."""
     groups = list(dict.fromkeys(r.group for r in rows))
     with plt.rc_context(_STYLE):
-        height = 0.8 + 0.28 * max(len(rows), 1)
-        fig, ax = plt.subplots(figsize=(7.0, height))
+        height = 1.1 + 0.26 * max(len(rows), 1)
+        fig, ax = plt.subplots(figsize=(8.5, height))
         ys = list(range(len(rows)))[::-1]
         finite = [v for r in rows for v in (r.ci_low, r.ci_high) if v is not None and v > 0]
         lo = min([0.5, *finite]) / 1.1
@@ -113,9 +113,9 @@ def forest_png(rows: Sequence[ForestRow], *, measure: str = "hazard ratio", dpi:
         ticks = [t for t in (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 10.0) if lo <= t <= hi]
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_yticks(ys, [r.label for r in rows], fontsize=7.5)
+        ax.set_yticks(ys, [r.label for r in rows], fontsize=8.5)
         ax.set_ylim(-0.7, len(rows) - 0.3)
-        ax.set_xlabel(f"{measure} (log scale); left of 1 favours vasopressin")
+        ax.set_xlabel(f"{measure} (log scale)\nbelow 1: fewer deaths with vasopressin")
         ax.grid(axis="y", visible=False)
         fig.tight_layout()
         return _png(fig, dpi)
@@ -128,7 +128,7 @@ def histogram_png(edges: Sequence[float], heights: Sequence[int | None], *, xlab
     overflow bin. A height of ``None`` is a suppressed bin, drawn hatched at ``small_height``
     with the ``small_label``; guideline thresholds are dashed vertical lines."""
     with plt.rc_context(_STYLE):
-        fig, ax = plt.subplots(figsize=(7.0, 3.2))
+        fig, ax = plt.subplots(figsize=(5.6, 3.0))
         for left, right, h in zip(edges[:-1], edges[1:], heights):
             if h is None:
                 ax.bar(left, small_height, width=right - left, align="edge", color="white",
@@ -165,7 +165,7 @@ def p_chart_png(points: Sequence[ChartPoint], centre: float | None, *, dpi: int 
     """Adherence (%) per period with the centre line and 3-sigma limits (which vary with each
     period's n); special-cause points in orange. Suppressed points are left out."""
     with plt.rc_context(_STYLE):
-        fig, ax = plt.subplots(figsize=(7.0, 2.6))
+        fig, ax = plt.subplots(figsize=(5.6, 2.4))
         x = list(range(len(points)))
         pct = lambda v: None if v is None else 100.0 * v  # noqa: E731
         drawn = [(xi, pt) for xi, pt in zip(x, points) if pt.p is not None]
@@ -237,3 +237,49 @@ def flow_svg(boxes: Sequence[FlowBox]) -> str:
                     'fill="#333"/></marker></defs>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+@dataclass(frozen=True)
+class StrategyPoint:
+    """One treatment strategy of the target-trial emulation: risk (0-1) with its interval and,
+    for synthetic data, the generator's true risk."""
+
+    label: str
+    estimate: float | None
+    ci_low: float | None
+    ci_high: float | None
+    truth: float | None = None
+
+
+def strategy_risk_png(points: Sequence[StrategyPoint], *, ylabel: str, xlabel: str, dpi: int = 100) -> str:
+    """Risk (%) by strategy with 95% intervals; true values as open diamonds; "not estimable"
+    written where a strategy has no estimate."""
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(5.6, 3.1))
+        xs = list(range(len(points)))
+        values = [v for p in points for v in (p.estimate, p.ci_low, p.ci_high, p.truth) if v is not None]
+        top = min(100.0, 100.0 * max([0.1, *values]) * 1.15)
+        has_truth = False
+        for x, p in zip(xs, points):
+            if p.estimate is None:
+                ax.text(x, top * 0.5, "not\nestimable", ha="center", va="center", fontsize=8, color="#666666")
+            else:
+                if p.ci_low is not None and p.ci_high is not None:
+                    ax.plot([x, x], [100 * p.ci_low, 100 * p.ci_high], color=PALETTE[0], linewidth=2.0)
+                ax.plot([x], [100 * p.estimate], marker="o", color=PALETTE[0], markersize=7,
+                        label="estimate (95% CI)" if x == next(i for i, q in enumerate(points) if q.estimate is not None) else None)
+            if p.truth is not None:
+                ax.plot([x + 0.18], [100 * p.truth], marker="D", markerfacecolor="white", markeredgecolor=PALETTE[1],
+                        markeredgewidth=1.6, markersize=7, linestyle="none",
+                        label=None if has_truth else "true value (generator)")
+                has_truth = True
+        ax.set_xticks(xs, [p.label for p in points], fontsize=9)
+        ax.set_xlim(-0.6, len(points) - 0.4)
+        ax.set_ylim(0, top)
+        ax.set_xlabel(xlabel, fontsize=9)
+        ax.set_ylabel(ylabel, fontsize=9)
+        ax.grid(axis="x", visible=False)
+        if any(p.estimate is not None for p in points) or has_truth:
+            ax.legend(frameon=True, framealpha=0.9, edgecolor="white", fontsize=8, loc="lower left")
+        fig.tight_layout()
+        return _png(fig, dpi)

@@ -24,7 +24,8 @@ import polars as pl
 from pipeline import __version__
 from pipeline.audit import spc_note
 from pipeline.config import StudyConfig
-from pipeline.report import figures
+from pipeline.report import figures, labels
+from pipeline.report.answer import iter_models, model_truth
 from pipeline.report.suppress import CellPolicy, chain_visible, suppress_cells
 
 EXPOSURE_LABELS = {
@@ -65,14 +66,7 @@ def read_json(path: Path) -> dict | None:
 
 
 def stratum_labels(config: StudyConfig) -> dict[str, str]:
-    entry = float(config.get("classification.vasst_entry_ne_mcg_min"))
-    severe = float(config.get("classification.vasst_more_severe_ne_mcg_min"))
-    return {
-        "below_entry": f"NE < {entry:g} mcg/min (below VASST entry)",
-        "less_severe": f"less severe (NE {entry:g} mcg/min to < {severe:g} mcg/min)",
-        "more_severe": f"more severe (NE >= {severe:g} mcg/min)",
-        "all": "all patients",
-    }
+    return labels.stratum_labels(config)
 
 
 def timing_labels(config: StudyConfig) -> dict[str, str]:
@@ -250,8 +244,8 @@ _CONTINUOUS = (
 _BINARY = (
     ("is_female", "Female sex"),
     ("rrt_before_index", "RRT before NE start"),
-    ("death_28d", "Died within 28 days"),
-    ("death_90d", "Died within 90 days"),
+    ("death_28d", "Died within {short} days"),  # columns keep their names; days from [outcomes]
+    ("death_90d", "Died within {long} days"),
     ("rrt_after_index", "RRT after NE start"),
 )
 
@@ -376,9 +370,10 @@ def table1_section(cohort: pl.DataFrame | None, config: StudyConfig, policy: Cel
             smd.append(fmt_num(v))
         return {"label": label, "cells": out, "smd": smd, "kind": "cat", "indent": indent}
 
+    short, long_ = labels.horizons(config)
     for col, label in _BINARY:
         if col in df.columns:
-            rows.append(cat_row(label + ", n (%)", f"{col}:yes"))
+            rows.append(cat_row(label.format(short=short, long=long_) + ", n (%)", f"{col}:yes"))
     if units:
         rows.append({"label": "First ICU care unit, n (%)", "cells": [""] * len(gkeys), "smd": ["", ""], "indent": False,
                      "kind": "head"})
@@ -499,26 +494,31 @@ def km_section(out_dir: Path, results: dict | None, config: StudyConfig, policy:
     curves, at_risk = read_parquet(out_dir, "km_curves"), read_parquet(out_dir, "km_at_risk")
     if curves is None or at_risk is None:
         return unavailable("No Kaplan-Meier tables (km_curves.parquet, km_at_risk.parquet): the analyze step has not run.")
-    km_meta = (results or {}).get("descriptive", {}).get("kaplan_meier", {})
-    horizon = float(config.get("outcomes.long_term_days"))
+    short, long_ = labels.horizons(config)
+    horizon = float(long_)
     panels = []
-    titles = {"exposure": ("Survival by exposure, from NE start", n_total),
-              "vasst_stratum": ("Survival by VASST stratum, VP-added patients, from VP start", n_vp),
-              "timing_class": ("Survival by timing of VP, VP-added patients, from VP start", n_vp)}
+    titles = {"exposure": ("Ever given VP vs never, from NE start (biased: see caption)", n_total),
+              "vasst_stratum": ("VP patients by VASST stratum, from VP start", n_vp),
+              "timing_class": ("VP patients by timing of VP, from VP start", n_vp)}
+    notes = {"exposure": ("Naive and biased in favour of VP: a patient counts as 'VP added' from NE start,"
+                          " although VP came later, so the days alive before VP (immortal time) are credited"
+                          " to VP, and patients who died early never had the chance to receive it. No test is"
+                          " shown; the primary analysis above avoids this bias."),
+             "vasst_stratum": "Describes prognosis by severity at VP start; not a comparison of treatments.",
+             "timing_class": ("Describes outcomes by the NE dose at VP start; sicker patients reach high doses,"
+                              " so the curves mix timing with severity.")}
     for grouping, (title, total) in titles.items():
         if at_risk.filter(pl.col("grouping") == grouping).is_empty():
             continue
         d = _curves_with_risk(curves, at_risk, "survival", grouping, config, policy, total)
         img = figures.step_curves_png(d["curves"], ylabel="alive (%)", xlabel="days", xmax=horizon, dpi=dpi) if d["curves"] else None
-        meta = km_meta.get(grouping, {})
-        # results.json 2.x: descriptive curves have no log-rank p, only a caption (issue 12).
-        lr = str(meta.get("caption") or meta.get("reason") or "").rstrip(".")
         panels.append({"title": title, "img": img, **{k: d[k] for k in ("times", "table", "n_not_drawn")},
-                       "logrank": lr})
+                       "note": notes[grouping]})
     return {"available": True, "panels": panels, "horizon": f"{horizon:g}"}
 
 
-def cif_section(out_dir: Path, results: dict | None, config: StudyConfig, policy: CellPolicy, dpi: int) -> dict[str, Any]:
+def cif_section(out_dir: Path, results: dict | None, config: StudyConfig, policy: CellPolicy, dpi: int,
+                truth: Mapping | None = None) -> dict[str, Any]:
     curves, at_risk = read_parquet(out_dir, "cif_curves"), read_parquet(out_dir, "cif_at_risk")
     if curves is None or at_risk is None:
         return unavailable("No cumulative-incidence tables (cif_curves.parquet, cif_at_risk.parquet): the analyze step has not run.")
@@ -539,44 +539,125 @@ def cif_section(out_dir: Path, results: dict | None, config: StudyConfig, policy
         panels.append({"title": title, "img": img, **{k: d[k] for k in ("times", "table", "n_not_drawn")}})
     models = []
     for name, m in sorted((rrt.get("models") or {}).items()):
-        models.append(_model_row(m, config, policy))
+        models.append(_model_row(m, config, policy, truth))
     if not panels and not models:
         return unavailable("No patient was eligible for the RRT analysis (no RRT before NE start and VP added).")
-    return {"available": True, "panels": panels, "models": models, "horizon": f"{horizon:g}"}
+    return {"available": True, "panels": panels, "models": models, "horizon": f"{horizon:g}",
+            "estimands": _estimand_notes(models)}
 
 
 # ---------------------------------------------------------------------------------------------
 # Model estimates: forest plot, VASST-strata HR
 # ---------------------------------------------------------------------------------------------
 
-def _model_row(m: Mapping[str, Any], config: StudyConfig, policy: CellPolicy) -> dict[str, str]:
+def infer_role(name: str) -> str:
+    """The role of a model when results.json does not state it (before issue 12's keys):
+    the naive ever-VP comparison and the delayed-vs-earlier comparison are descriptive."""
+    if name.startswith(("trial.naive", "delayed_vp")):
+        return "descriptive"
+    if name.startswith("tte"):
+        return "primary"
+    return "secondary"
+
+
+def default_estimand(name: str, config: StudyConfig) -> str:
+    """One plain sentence when results.json does not state the estimand."""
+    short, long_ = labels.horizons(config)
+    if name.startswith("trial.naive"):
+        return ("Hazard ratio of death, patients ever given VP vs never, counted from NE start; biased"
+                " in favour of VP (immortal time) and shown only to show that bias.")
+    if name.startswith("trial.time_varying"):
+        return ("Hazard ratio of death while on VP vs not (yet) on VP, from NE start: a conditional"
+                " hazard ratio, not the effect of a timing strategy.")
+    if name.startswith("trial.landmark"):
+        return ("Among patients alive at the landmark, hazard ratio of death for VP started by then vs"
+                " not yet started.")
+    if name.startswith("delayed_vp"):
+        return ("Hazard ratio of death, delayed vs earlier VP start among VP patients; the NE dose"
+                " defines both groups, so this describes, it does not estimate an effect.")
+    if name.startswith("vasst_hr"):
+        return ("Prognosis among VP patients: hazard ratio of death, more vs less severe stratum at VP"
+                " start (not the VASST trial's VP-vs-NE contrast).")
+    if name.startswith("rrt."):
+        return f"Renal replacement therapy by day {short} among VP patients without RRT before NE start."
+    return ""
+
+
+def _evalue_text(details: Mapping[str, Any]) -> str:
+    est, ci = details.get("evalue_estimate"), details.get("evalue_ci")
+    if est is None or not math.isfinite(float(est)):
+        return "-"
+    return f"{float(est):.2f} (CI {fmt_num(ci)})" if ci is not None else f"{float(est):.2f}"
+
+
+def _is_prognosis(name: str) -> bool:
+    return name.startswith("vasst_hr") or "prognosis" in name
+
+
+def _model_row(m: Mapping[str, Any], config: StudyConfig, policy: CellPolicy,
+               truth: Mapping | None = None) -> dict[str, str]:
+    """One estimate as displayed: plain label, role and estimand, p-value and E-value only for
+    non-descriptive estimates, and the generator's true value for synthetic data."""
+    name = str(m.get("name", ""))
     est = m.get("hr", m.get("or", m.get("estimate")))
     ok = bool(m.get("estimable"))
+    role = str(m.get("role") or infer_role(name))
+    descriptive = role == "descriptive"
+    details = m.get("details") or {}
+    true_value, true_note = model_truth(truth, name) if truth is not None else (None, "")
     return {
-        "label": str(m.get("label", m.get("name", ""))),
-        "contrast": str(m.get("contrast", "")),
+        "label": labels.plain(str(m.get("label", name)), config),
+        "contrast": labels.plain(str(m.get("contrast", "")), config),
         "estimate": fmt_ratio(est, m.get("ci_low"), m.get("ci_high")) if ok else not_estimable_text(config),
         "measure": str(m.get("measure", "")),
-        "p": fmt_p(m.get("p")) if ok else "-",
+        "p": fmt_p(m.get("p")) if ok and not descriptive else "-",
         "n": policy.count(m.get("n")),
         "events": policy.count(m.get("events")),
-        "evalue": fmt_num((m.get("details") or {}).get("evalue_estimate")) if ok else "-",
+        # E-values measure robustness of a causal estimate: none for descriptive results nor for
+        # the prognosis comparison of VASST strata (severity is not an exposure; issue 12)
+        "evalue": _evalue_text(details) if ok and not descriptive and not _is_prognosis(name) else "-",
+        "role": labels.role_label(role),
+        "is_descriptive": descriptive,
+        "estimand": str(m.get("estimand") or default_estimand(name, config) or "not stated"),
+        "truth": fmt_num(true_value) if true_value is not None else ("-" if not true_note else "none"),
+        "truth_note": true_note,
+        "covariates": labels.columns(str(details.get("covariates_used", ""))) or "none",
     }
 
 
 _ANALYSIS_TEXT = {
     "naive": "naive: ever VP vs never (biased)",
     "sequential": "sequential trials: VP now vs not now",
-    "delayed_vp": "delayed vs earlier VP",
 }
 
+# results.json keys whose model objects other sections show (or that hold no model)
+_SHOWN_ELSEWHERE = {"trial", "rrt", "tte", "descriptive", "tables", "settings", "input", "vasst_comparison",
+                    "not_estimable", "schema_version", "config_fingerprint", "generator"}
 
-def forest_section(out_dir: Path, results: dict | None, config: StudyConfig, policy: CellPolicy, dpi: int) -> dict[str, Any]:
+
+def _estimand_notes(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Number each distinct estimand once (rows then carry ``note``: "[2]"), so a table of many
+    estimates of a few kinds states each estimand once instead of on every row."""
+    notes: list[dict[str, str]] = []
+    seen: dict[str, str] = {}
+    for r in rows:
+        text = r.get("estimand", "")
+        if text not in seen:
+            seen[text] = str(len(seen) + 1)
+            notes.append({"mark": seen[text], "text": text})
+        r["note"] = seen[text]
+    return notes
+
+
+def forest_section(out_dir: Path, results: dict | None, config: StudyConfig, policy: CellPolicy, dpi: int,
+                   truth: Mapping | None = None) -> dict[str, Any]:
     forest = read_parquet(out_dir, "forest")
     if forest is None:
         return unavailable("No model estimates (forest.parquet): the analyze step has not run.")
-    horizon = float(config.get("outcomes.long_term_days"))
+    short, long_ = labels.horizons(config)
+    horizon = float(long_)
     slabels = stratum_labels(config)
+    by_name = {str(m.get("name")): m for m in iter_models(results or {}) if m.get("name")}
     f = forest.filter(pl.col("horizon_days") == horizon)
     trial_rows = f.filter(pl.col("name").str.starts_with("trial.") & pl.col("adjusted"))
     # results.json 2.x: time_varying/landmark_* were replaced by the sequential trials (issue 12).
@@ -587,32 +668,33 @@ def forest_section(out_dir: Path, results: dict | None, config: StudyConfig, pol
             sel = trial_rows.filter((pl.col("stratum") == stratum) & (pl.col("analysis") == analysis))
             for r in sel.iter_rows(named=True):
                 kind = _ANALYSIS_TEXT.get(analysis, analysis.replace("landmark_", "landmark at ").replace("h", " h"))
-                label = f"{slabels.get(stratum, stratum)}: {kind}"
+                label = f"{slabels.get(stratum, stratum).split(' (')[0]}: {kind}"
+                full = {**r, "hr": r["estimate"], **by_name.get(str(r["name"]), {})}
                 fig_rows.append(figures.ForestRow(label, r["estimate"] if r["estimable"] else None,
                                                   r["ci_low"], r["ci_high"], kind))
-                table.append({**_model_row({**r, "hr": r["estimate"]}, config, policy), "label": label})
-    weighted = f.filter(pl.col("name").str.starts_with("delayed_vp."))
-    for r in weighted.sort("name", descending=True).iter_rows(named=True):
-        label = f"delayed vs earlier VP ({'weighted' if 'weighted' in r['name'] and 'unweighted' not in r['name'] else 'unweighted'})"
-        fig_rows.append(figures.ForestRow(label, r["estimate"] if r["estimable"] else None, r["ci_low"],
-                                          r["ci_high"], "delayed vs earlier VP"))
-        table.append({**_model_row({**r, "hr": r["estimate"]}, config, policy), "label": label})
+                table.append({**_model_row(full, config, policy, truth), "label": label})
     img = figures.forest_png(fig_rows, dpi=dpi) if any(r.estimate is not None for r in fig_rows) else None
-    vasst = []
-    for key in ("unadjusted", "adjusted"):
-        m = ((results or {}).get("vp_prognosis") or {}).get(key)  # results.json 2.x key
-        if m:
-            vasst.append(_model_row(m, config, policy))
+    # Every other model object in results.json (VASST-strata prognosis, the VP-by-stratum
+    # interaction, the delayed-vs-earlier comparison...) whatever its key: one table.
+    others = []
+    for key, value in (results or {}).items():
+        if key in _SHOWN_ELSEWHERE:
+            continue
+        for m in iter_models(value):
+            if m.get("name") or m.get("label"):
+                others.append(_model_row(m, config, policy, truth))
     balance = read_parquet(out_dir, "ps_balance")
     bal_rows = []
     if balance is not None:
         for r in balance.iter_rows(named=True):
-            bal_rows.append({"covariate": str(r["covariate"]), "before": fmt_num(r["smd_unweighted"]),
+            bal_rows.append({"covariate": labels.columns([str(r["covariate"])]), "before": fmt_num(r["smd_unweighted"]),
                              "after": fmt_num(r["smd_weighted"]), "balanced": "yes" if r["is_balanced"] else "no"})
-    dv = (results or {}).get("delayed_vp") or {}
-    return {"available": True, "img": img, "table": table, "vasst": vasst, "balance": bal_rows,
-            "weighting": str(dv.get("weighting", config.get("models.weighting"))),
-            "horizon": f"{horizon:g}", "stratum_rule": str(config.get("models.trial_stratum_rule"))}
+    notes = _estimand_notes([*table, *others])
+    return {"available": True, "img": img, "table": table, "others": others, "balance": bal_rows,
+            "estimands": notes,
+            "has_truth": truth is not None, "n_estimable": sum(r.estimate is not None for r in fig_rows),
+            "horizon": f"{horizon:g}", "stratum_rule": labels.stratum_rule_text(str(config.get("models.trial_stratum_rule"))),
+            "covariates": labels.columns(config.get("models.baseline_covariates"))}
 
 
 def vasst_section(out_dir: Path, results: dict | None, config: StudyConfig, policy: CellPolicy) -> dict[str, Any]:
@@ -644,8 +726,9 @@ def vasst_section(out_dir: Path, results: dict | None, config: StudyConfig, poli
                     row[key] = f"{pct}{ci}, n = {policy.count(n)}" if pct != "-" else f"-, n = {policy.count(n)}"
         rows.append(row)
     return {"available": True, "rows": rows, "citation": str(meta.get("citation", "")),
-            "n_randomised": str(meta.get("n_randomised", "")), "caveats": [str(c) for c in meta.get("caveats", [])],
-            "definition": str(meta.get("cohort_definition", ""))}
+            "n_randomised": str(meta.get("n_randomised", "")),
+            "caveats": [labels.plain(str(c), config) for c in meta.get("caveats", [])],
+            "definition": labels.plain(str(meta.get("cohort_definition", "")), config)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -659,6 +742,7 @@ def audit_section(out_dir: Path, config: StudyConfig, policy: CellPolicy, dpi: i
     from pipeline.audit import AUDIT_RULES, rule_citations
 
     citations = rule_citations(config)
+    criteria, names = labels.audit_criteria(config), labels.audit_rule_names()
     results_ = ("pass", "fail", "not_applicable", "not_assessable")
     cells: dict[Any, int] = {}
     relations: list[tuple[Any, list[Any]]] = []
@@ -710,7 +794,7 @@ def audit_section(out_dir: Path, config: StudyConfig, policy: CellPolicy, dpi: i
     rules, charts, unit_rows = [], [], []
     for rule in AUDIT_RULES:
         rules.append({
-            "rule": rule,
+            "rule": names.get(rule, rule), "criterion": criteria.get(rule, ""),
             "counts": [policy.count(cells[(rule, r)], hidden=(rule, r) in hidden) for r in results_],
             "adherence": shown_share((rule, "pass"), (rule, "assessed")),
             "citation": str(citations.get(rule, "")),
@@ -731,11 +815,15 @@ def audit_section(out_dir: Path, config: StudyConfig, policy: CellPolicy, dpi: i
         if centre_ok and sp.height:
             centre = sp["centre_line"].drop_nulls().first() if sp["centre_line"].drop_nulls().len() else None
         n_signals = sum(pt.is_signal for pt in points)
-        charts.append({"rule": rule, "img": figures.p_chart_png(points, centre, dpi=dpi),
+        drawable = any(pt.p is not None for pt in points)
+        charts.append({"rule": names.get(rule, rule),
+                       "img": figures.p_chart_png(points, centre, dpi=dpi) if drawable else None,
                        "n_hidden": sum(pt.p is None for pt in points), "n_signals": n_signals})
-        unit_rows.append({"rule": rule, "cells": [
+        unit_rows.append({"rule": names.get(rule, rule), "cells": [
             shown_share((rule, "unit", u, "pass"), (rule, "unit", u, "assessed")) for u in units]})
-    return {"available": True, "rules": rules, "charts": charts, "units": units, "unit_rows": unit_rows,
+    return {"available": True, "rules": rules, "charts": [c for c in charts if c["img"]],
+            "not_drawn": [c["rule"] for c in charts if not c["img"]],
+            "n_signal_charts": sum(1 for c in charts if c["img"] and c["n_signals"]), "units": units, "unit_rows": unit_rows,
             "n_periods": len(periods), "period_kind": str(config.get("study.period")),
             "spc_note": spc_note(config, spc), "spc_citation": str(config.get("audit.spc_citation"))}
 
@@ -791,9 +879,9 @@ def quality_section(ledger: dict | None, cohort: pl.DataFrame | None, policy: Ce
 
 def methods_section(config: StudyConfig) -> dict[str, Any]:
     g = config.get
-    covs = ", ".join(g("models.baseline_covariates"))
-    adj = ", ".join(g("models.vasst_adjust_covariates"))
-    pscov = ", ".join(g("models.propensity_covariates"))
+    covs = labels.columns(g("models.baseline_covariates"))
+    adj = labels.columns(g("models.vasst_adjust_covariates"))
+    pscov = labels.columns(g("models.propensity_covariates"))
     landmarks = ", ".join(f"{float(h):g} h" for h in g("models.landmark_hours"))
     level = f"{100 * float(g('models.confidence_level')):g}%"
     paragraphs = [
@@ -816,13 +904,23 @@ def methods_section(config: StudyConfig) -> dict[str, Any]:
          " zero (hospital death time, else the registry date of death, which covers"
          f" {g('outcomes.dod_coverage_days')} days after the last discharge); renal replacement therapy (RRT)"
          " after time zero among patients without RRT before it."),
-        ("Models. Mortality with Wilson intervals; Kaplan-Meier curves with log-rank tests; median follow-up by"
+        ("Primary analysis. A target-trial emulation of the question 'at which NE dose should VP be added?':"
+         " each patient is copied into every strategy 'add VP within "
+         f"{g('tte.grace_hours')} h once NE first reaches X mcg/kg/min' (X = "
+         + ", ".join(f"{float(x):g}" for x in g("tte.strategy_thresholds_ne_mcg_kg_min"))
+         + (f") and 'never add VP in the first {float(g('tte.decision_window_hours')):g} h'" if g("tte.include_never_strategy") else ")")
+         + ", each copy is censored when its care departs from the strategy, and the censoring is"
+         " weighted away with the hourly NE dose, blood pressure and lactate; the result is the risk of"
+         f" death by day {g('outcomes.short_term_days')} and {g('outcomes.long_term_days')} under each strategy"
+         f" ({g('tte.protocol_citation')})."),
+        ("Secondary and descriptive analyses. Mortality with Wilson intervals; Kaplan-Meier curves"
+         " (descriptive, without tests); median follow-up by"
          " reverse Kaplan-Meier. VASST-strata Cox model among VP-added patients from VP start (more vs less"
          f" severe), unadjusted and adjusted for {adj}, with robust standard errors and a proportional-hazards"
          " check. The trial question (VP added vs NE alone) avoids immortal-time bias with a Cox model in which"
          f" VP is a time-varying exposure from NE start and with landmark analyses at {landmarks}, adjusted for"
          f" {covs}; the naive ever-VP comparison is shown only to show its bias. The stratum of patients never"
-         f" given VP follows the rule '{g('models.trial_stratum_rule')}'. Confounding by indication (delayed vs"
+         f" given VP follows {labels.stratum_rule_text(str(g('models.trial_stratum_rule')))}. Confounding by indication (delayed vs"
          f" earlier VP) is addressed with a propensity model ({pscov}) and {g('models.weighting')} weights, with"
          f" standardised mean differences before and after weighting (balanced below {g('models.smd_balance_threshold'):g})."
          " RRT: logistic regression, cumulative incidence with death as a competing risk (Aalen-Johansen),"
