@@ -371,7 +371,8 @@ STEP_SETTINGS: dict[str, tuple[str, ...]] = {
     # "units": the NE salt converts rates before the plausibility bounds (concepts.salt_to_base).
     "ingest": ("ingest", "units"),
     # SQL thresholds via study_param, the cohort schema's checks, and the concept tables (units).
-    "cohort": ("cohort", "episodes", "classification", "outcomes", "units"),
+    # tte.decision_window_hours: mart_hourly_panel ends at the emulation's decision window.
+    "cohort": ("cohort", "episodes", "classification", "outcomes", "units", "tte.decision_window_hours"),
     # The panel models stop at the emulation's decision window (tte.decision_window_hours).
     "analyze": ("models", "outcomes", "classification", "tte.decision_window_hours"),
     # The target-trial emulation: its protocol ([tte]), the horizons and the CI level.
@@ -382,7 +383,8 @@ STEP_SETTINGS: dict[str, tuple[str, ...]] = {
     # The report prints the whole settings fingerprint and most sections.
     "report": ("*",),
     # The Spark engine check builds the cohort and the audit SQL again.
-    "spark": ("cohort", "episodes", "classification", "outcomes", "units", "audit", "study.period"),
+    "spark": ("cohort", "episodes", "classification", "outcomes", "units", "audit", "study.period",
+              "tte.decision_window_hours"),
 }
 
 
