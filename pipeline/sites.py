@@ -33,6 +33,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from pipeline import duckdb_settings
 from pipeline.atomic import write_text_atomic
 from pipeline.config import StudyConfig
 from pipeline.errors import InputFileError
@@ -225,7 +226,7 @@ def pool_site_files(paths: list[Path], config: StudyConfig) -> PoolResult:
 def write_site_files(db_path: Path, cohort_path: Path, out_dir: Path, config: StudyConfig) -> tuple[list[Path], PoolResult]:
     """One ``site-<id>.json`` per site in ``out_dir`` and ``sites_pooled.json`` (module docs)."""
     cohort = pl.read_parquet(cohort_path)
-    con = duckdb.connect(str(db_path), read_only=True)
+    con = duckdb_settings.connect(db_path, read_only=True)
     try:
         sites = stay_sites(con, config)
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}

@@ -32,8 +32,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import duckdb
 
+from pipeline import duckdb_settings
 from pipeline.atomic import write_text_atomic
 
 CHART_MINUTES = 60  # eICU infusion rows are usually hourly (config/eicu.toml [infusion])
@@ -68,7 +68,7 @@ def write_eicu(mimic_dir: Path, out_dir: Path, n_sites: int, seed: int, config) 
     try:
         db = work / "mimic.duckdb"
         ingest(Path(mimic_dir), db, config)
-        con = duckdb.connect(str(db))
+        con = duckdb_settings.connect(db)
         truth = _write_tables(con, out_dir, n_sites, seed)
         con.close()
     finally:
