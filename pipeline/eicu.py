@@ -241,8 +241,7 @@ def _add_row_keys(con) -> None:
 def build(con, files: dict[str, Path | None], concepts: Concepts, config):
     """Load, validate and conform an eICU folder into ``con`` (see module docs). Returns the
     ledgers and warnings like ``pipeline.ingest._build``."""
-    from pipeline.ingest import (TableLedger, _check_not_empty, _has_bom, _load_raw, _map_columns,
-                                 _parquet_header, _q, _quarantine_type_errors, _read_csv_header)
+    from pipeline.ingest import TableLedger, _q, load_table
 
     ec = load_eicu_concepts(concepts)
     register_concept_tables(con, concepts, config)
@@ -264,14 +263,7 @@ def build(con, files: dict[str, Path | None], concepts: Concepts, config):
             notes.append(msg)
             meta[name] = {"file": None, "available": False}
             continue
-        header = _parquet_header(con, path) if path.name.endswith(".parquet") else _read_csv_header(path)
-        mapped = _map_columns(path, table, header)
-        if not path.name.endswith(".parquet") and _has_bom(path):
-            notes.append(f"{path}: UTF-8 byte-order mark at the start ignored (read as UTF-8)")
-        _load_raw(con, path, table, mapped, concepts)
-        rows_read = con.execute(f"SELECT count(*) FROM {_q('raw_' + name)}").fetchone()[0]
-        _check_not_empty(path, table, rows_read, notes)
-        _quarantine_type_errors(con, path, table, rows_read, max_fraction)
+        mapped, rows_read = load_table(con, path, table, name, concepts, max_fraction, notes)
         _validate(con, table, build_eicu_schema(name, concepts, ec), chunk)
         con.execute(f"ALTER TABLE {_q('raw_' + name)} DROP COLUMN _type_errors")
         meta[name] = {"file": str(path), "available": True, "mapped": mapped, "seconds": time.perf_counter() - t0}

@@ -510,6 +510,22 @@ def _find_files(source_dir: Path) -> dict[str, Path | None]:
     return files
 
 
+def load_table(con, path: Path, table: RawTable, name: str, concepts, max_fraction: float,
+               notes: list[str]) -> tuple[dict, int]:
+    """Read one source file into ``raw_<name>`` as text, refuse it when empty and quarantine
+    values that do not cast; returns the column mapping and the rows read. Shared by the
+    MIMIC-IV and eICU ingests (``pipeline.eicu``)."""
+    header = _parquet_header(con, path) if path.name.endswith(".parquet") else _read_csv_header(path)
+    mapped = _map_columns(path, table, header)
+    if not path.name.endswith(".parquet") and _has_bom(path):
+        notes.append(f"{path}: UTF-8 byte-order mark at the start ignored (read as UTF-8)")
+    _load_raw(con, path, table, mapped, concepts)
+    rows_read = con.execute(f"SELECT count(*) FROM {_q('raw_' + name)}").fetchone()[0]
+    _check_not_empty(path, table, rows_read, notes)
+    _quarantine_type_errors(con, path, table, rows_read, max_fraction)
+    return mapped, rows_read
+
+
 def _check_not_empty(path: Path, table: RawTable, rows_read: int, notes: list[str]) -> None:
     """A required table with a header and no rows is an error: the study would otherwise
     "succeed" with 0 stays. Item-filtered tables count only the concept's items, so none of
@@ -543,14 +559,7 @@ def _build(con, files: dict[str, Path | None], concepts: Concepts, config: Study
             ledgers.append(TableLedger(name, None, False, 0, 0, 0, table.itemid_filter))
             continue
         t_table = time.perf_counter()
-        header = _parquet_header(con, path) if path.name.endswith(".parquet") else _read_csv_header(path)
-        mapped = _map_columns(path, table, header)
-        if not path.name.endswith(".parquet") and _has_bom(path):
-            notes.append(f"{path}: UTF-8 byte-order mark at the start ignored (read as UTF-8)")
-        _load_raw(con, path, table, mapped, concepts)
-        rows_read = con.execute(f"SELECT count(*) FROM {_q('raw_' + name)}").fetchone()[0]
-        _check_not_empty(path, table, rows_read, notes)
-        _quarantine_type_errors(con, path, table, rows_read, max_fraction)
+        mapped, rows_read = load_table(con, path, table, name, concepts, max_fraction, notes)
         _validate(con, table, concepts, config)
         if name == "inputevents":
             _quarantine_rate_artifacts(con, concepts)

@@ -154,7 +154,9 @@ def test_plain_labels_roles_evalues_and_no_naive_p_values(synth_run):
     for r in rows:
         cells = [c.split("</td>")[0] for c in r.split("<td")[1:]]
         assert cells[3].endswith(">-") and cells[6].endswith(">-"), cells  # p and E-value columns
-    secondary = [r for r in body.split("<tr>") if "VP as time-varying" in r and "<td" in r]
+    # results.json 2.x: the secondary VP-vs-not estimates are the sequential trials (issue 12)
+    secondary = [r for r in body.split("<tr>") if "sequential trials: VP now vs not now" in r and "<td" in r]
+    assert secondary and all("secondary" in r for r in secondary)
     assert any("(CI " in r for r in secondary), "E-values of secondary estimates are shown"
     assert "Passes when" in body and "never above 0.04 U/min" in body  # audit rules by their pass criterion
 
