@@ -81,6 +81,11 @@ def write_eicu(mimic_dir: Path, out_dir: Path, n_sites: int, seed: int, config) 
 
 
 def _write_tables(con, out: Path, n_sites: int, seed: int) -> dict:
+    from pipeline.synth import synth_config
+
+    # The hemodialysis procedure item the MIMIC-shaped world writes (concepts.toml [synth],
+    # cited there) becomes eICU's intermittent-haemodialysis treatment string; CRRT the other.
+    hd_itemid = int(synth_config()["rrt_proc"]["hd"])
     con.execute("SELECT setseed(?)", [((seed % 1000) / 1000.0)])
     con.execute(f"""
         CREATE TEMP TABLE stay AS
@@ -221,7 +226,7 @@ def _write_tables(con, out: Path, n_sites: int, seed: int) -> dict:
     n["treatment"] = _copy(con, f"""
         SELECT row_number() OVER (ORDER BY s.stay_id, p.starttime) AS treatmentid, s.stay_id AS patientunitstayid,
                {minutes.format(t='p.starttime')} AS treatmentoffset,
-               CASE WHEN p.itemid = 225441 THEN 'renal|dialysis|hemodialysis' ELSE 'renal|dialysis|C V V H' END
+               CASE WHEN p.itemid = {hd_itemid} THEN 'renal|dialysis|hemodialysis' ELSE 'renal|dialysis|C V V H' END
                    AS treatmentstring,
                'False' AS activeupondischarge
         FROM valid_procedureevents p JOIN stay s USING (stay_id)
