@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-STEPS = ("source", "ingest", "validate", "cohort", "analyze", "audit", "report")
+STEPS = ("source", "ingest", "validate", "cohort", "analyze", "tte", "audit", "report")
 _LINE = re.compile(r"^vasoflow: (\w+)\s+(.*?)\s+([0-9.]+) s$")
 
 

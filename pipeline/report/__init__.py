@@ -32,7 +32,7 @@ import polars as pl
 from pipeline.atomic import write_text_atomic
 from pipeline.config import StudyConfig
 from pipeline.errors import ConfigError
-from pipeline.report import answer, sections
+from pipeline.report import answer, figures, sections
 from pipeline.report.suppress import CellPolicy, ReportCounts
 from pipeline.resources import resource_dir
 
@@ -86,14 +86,16 @@ def assemble(out_dir: Path, config: StudyConfig, truth_path: Path | None = None)
     # it withholds are hidden as cells in a second pass, so their tables hide complements.
     min_count = policy_from_config(config).min_count
     withheld: frozenset[int] = frozenset()
-    for _ in range(_MAX_PASSES):  # usually two: hiding cells only ever shows fewer counts
-        registry = ReportCounts(min_count)
-        data = _sections(out_dir, config, CellPolicy(min_count, registry, withheld), truth_path)
-        more = registry.withheld_values()
-        if not more:
-            break
-        withheld |= more
-    return registry.resolve(data)  # the pairwise rule holds whatever the number of passes
+    with figures.deferred_figures():  # figures are drawn once, from the final pass's data
+        for _ in range(_MAX_PASSES):  # usually two: hiding cells only ever shows fewer counts
+            registry = ReportCounts(min_count)
+            data = _sections(out_dir, config, CellPolicy(min_count, registry, withheld), truth_path)
+            more = registry.withheld_values()
+            if not more:
+                break
+            withheld |= more
+        # the pairwise rule holds whatever the number of passes
+        return figures.draw_deferred(registry.resolve(data))
 
 
 def _guarded(build, *args) -> dict:

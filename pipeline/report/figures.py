@@ -10,9 +10,15 @@ PNG metadata (matplotlib writes its version and a "Software" key otherwise).
 from __future__ import annotations
 
 import base64
+import dataclasses
+import functools
+import hashlib
 import io
-from collections.abc import Sequence
+import pickle
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 from html import escape
 
 import matplotlib
@@ -38,6 +44,66 @@ _STYLE = {
 }
 
 
+# Figures are drawn once, after the report is assembled. The report is assembled in several
+# disclosure-control passes (pipeline.report.assemble), each asking for the same figures, and
+# drawing was most of the report step's time. Inside ``deferred_figures()`` a figure function
+# returns a placeholder naming its arguments; ``draw_deferred`` draws the figures the final data
+# still holds, each distinct one once.
+_PENDING: dict[str, tuple[Callable[..., str], tuple, dict]] | None = None
+_MARK = "\ue001figure:"
+
+
+@contextmanager
+def deferred_figures() -> Iterator[None]:
+    """Within the block, figure functions return placeholders (see ``draw_deferred``)."""
+    global _PENDING
+    outer, _PENDING = _PENDING, ({} if _PENDING is None else _PENDING)
+    try:
+        yield
+    finally:
+        _PENDING = outer
+
+
+def _deferrable(draw: Callable[..., str]) -> Callable[..., str]:
+    @functools.wraps(draw)
+    def deferred(*args, **kwargs) -> str:
+        if _PENDING is None:
+            return draw(*args, **kwargs)
+        key = hashlib.sha256(pickle.dumps((draw.__name__, args, sorted(kwargs.items())), protocol=5)).hexdigest()
+        _PENDING.setdefault(key, (draw, args, kwargs))
+        return f"{_MARK}{key}\ue001"
+    return deferred
+
+
+def draw_deferred(data: Any) -> Any:
+    """``data`` with every figure placeholder replaced by its drawn figure (called inside the
+    ``deferred_figures()`` block that made them; each distinct figure is drawn once)."""
+    assert _PENDING is not None, "draw_deferred outside deferred_figures()"
+    drawn: dict[str, str] = {}
+
+    def walk(obj: Any) -> Any:
+        if isinstance(obj, str):
+            if obj.startswith(_MARK):
+                key = obj[len(_MARK):-1]
+                if key not in drawn:
+                    draw, args, kwargs = _PENDING[key]
+                    drawn[key] = draw(*args, **kwargs)
+                return drawn[key]
+            return obj
+        if isinstance(obj, Mapping):
+            return {k: walk(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [walk(v) for v in obj]
+        if isinstance(obj, tuple):
+            return tuple(walk(v) for v in obj)
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            return dataclasses.replace(obj, **{f.name: walk(getattr(obj, f.name))
+                                               for f in dataclasses.fields(obj) if f.init})
+        return obj
+
+    return walk(data)
+
+
 def _png(fig, dpi: int) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
@@ -56,6 +122,7 @@ class Curve:
     ci_high: Sequence[float] | None = None
 
 
+@_deferrable
 def step_curves_png(curves: Sequence[Curve], *, ylabel: str, xlabel: str, xmax: float,
                     ylim: tuple[float, float] = (0.0, 1.0), dpi: int = 100,
                     as_percent: bool = True) -> str:
@@ -90,6 +157,7 @@ class ForestRow:
     group: str  # colour key (e.g. "naive", "time-varying")
 
 
+@_deferrable
 def forest_png(rows: Sequence[ForestRow], *, measure: str = "hazard ratio", dpi: int = 100) -> str:
     """Forest plot on a log scale; rows without an estimate are listed with "not estimable"."""
     groups = list(dict.fromkeys(r.group for r in rows))
@@ -121,6 +189,7 @@ def forest_png(rows: Sequence[ForestRow], *, measure: str = "hazard ratio", dpi:
         return _png(fig, dpi)
 
 
+@_deferrable
 def histogram_png(edges: Sequence[float], heights: Sequence[int | None], *, xlabel: str,
                   thresholds: Sequence[tuple[float, str]], small_label: str, small_height: float,
                   overflow_label: str, dpi: int = 100) -> str:
@@ -161,6 +230,7 @@ class ChartPoint:
     is_signal: bool
 
 
+@_deferrable
 def p_chart_png(points: Sequence[ChartPoint], centre: float | None, *, dpi: int = 100) -> str:
     """Adherence (%) per period with the centre line and 3-sigma limits (which vary with each
     period's n); special-cause points in orange. Suppressed points are left out."""
@@ -251,6 +321,7 @@ class StrategyPoint:
     truth: float | None = None
 
 
+@_deferrable
 def strategy_risk_png(points: Sequence[StrategyPoint], *, ylabel: str, xlabel: str, dpi: int = 100) -> str:
     """Risk (%) by strategy with 95% intervals; true values as open diamonds; "not estimable"
     written where a strategy has no estimate."""
