@@ -62,12 +62,21 @@ def connect(db_path: Path, attach: Mapping[str, Path] | None = None, **kwargs) -
 _ALIAS = re.compile(r"[a-z][a-z0-9_]*")
 
 
-def _apply_settings(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
+def thread_cap() -> int | None:
+    """``VASOFLOW_THREADS`` checked (a positive integer), or None. It caps DuckDB's threads and
+    the model steps' workers (pipeline.parallel)."""
     threads = os.environ.get("VASOFLOW_THREADS", "").strip()
+    if not threads:
+        return None
+    if not threads.isdigit() or int(threads) < 1:
+        raise ConfigError(f"VASOFLOW_THREADS: {threads!r} is not a positive integer")
+    return int(threads)
+
+
+def _apply_settings(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
+    threads = thread_cap()
     if threads:
-        if not threads.isdigit() or int(threads) < 1:
-            raise ConfigError(f"VASOFLOW_THREADS: {threads!r} is not a positive integer")
-        con.execute(f"SET threads = {int(threads)}")
+        con.execute(f"SET threads = {threads}")
     limit = memory_limit()
     if limit:
         spill = Path(str(db_path) + ".spill")

@@ -27,6 +27,7 @@ from pipeline.models.data import prepare, read_cohort
 from pipeline.models.evalues import evalue
 from pipeline.models.results import ModelResult
 from pipeline.models.settings import ModelSettings
+from pipeline.parallel import one_blas_thread, run_in_threads
 
 SCHEMA_VERSION = "2.0.0"
 RESULTS_FILE = "results.json"
@@ -137,39 +138,62 @@ def analyze(cohort_path: Path, out_dir: Path, config: StudyConfig) -> AnalysisRe
     panel_rows = panel.read_panel(cohort_path)
     tick("read")
 
-    # Descriptive ------------------------------------------------------------------------
-    mortality = descriptive.mortality_table(cohort, settings.horizons_days, settings.confidence_level)
-    vp = cohort.filter(pl.col("exposure") == "vp_added")
-    km = [descriptive.kaplan_meier(cohort, "exposure", settings.at_risk_days, settings.long_term_days,
-                                   settings.min_patients_per_group, settings.confidence_level,
-                                   estimand=KM_TEXT["exposure"][0], caption=KM_TEXT["exposure"][1])]
-    for grouping in ("vasst_stratum", "timing_class"):
-        km.append(descriptive.kaplan_meier(vp, grouping, settings.at_risk_days, settings.long_term_days,
-                                           settings.min_patients_per_group, settings.confidence_level,
-                                           time_zero_col="vp_start_time", estimand=KM_TEXT[grouping][0],
-                                           caption=KM_TEXT[grouping][1]))
-    followup = descriptive.median_followup_days(cohort)
-    tick("descriptive")
-
-    # Prognosis among VP patients (was "VASST strata HR"; descriptive) -------------------
-    prognosis = {(h, adj): cox.prognosis_among_vp(cohort, settings, h, adj)
-                 for h in settings.horizons_days for adj in (False, True)}
-    tick("vp_prognosis")
-
-    # Trial question: secondary analyses ------------------------------------------------
+    # The model groups are independent: fitted side by side on the cores, one BLAS thread
+    # each (pipeline.parallel); results are assembled in a fixed order whatever the workers.
+    # Only the RRT group's Aalen-Johansen seeds numpy's global generator (lifelines jitters tied
+    # times); no other group draws from it, so concurrent groups cannot change its draws.
     window = _decision_window_hours(config)
-    trial_models: list[ModelResult] = []
-    trial_models += panel.time_updated_models(panel_rows, cohort, settings, window)
-    for h in settings.horizons_days:
-        trial_models += panel.sequential_trial_models(panel_rows, cohort, settings, h)
-        for adj in (False, True):
-            trial_models += trial.naive_models(cohort, settings, h, adj)
-    tick("trial")
 
-    rrt = competing.rrt_analysis(cohort, settings)
-    tick("rrt")
-    vasst_table, vasst_meta = vasst.side_by_side(cohort, ne_timeline, settings)
-    tick("vasst_comparison")
+    def descriptive_group():
+        mortality = descriptive.mortality_table(cohort, settings.horizons_days, settings.confidence_level)
+        vp = cohort.filter(pl.col("exposure") == "vp_added")
+        km = [descriptive.kaplan_meier(cohort, "exposure", settings.at_risk_days, settings.long_term_days,
+                                       settings.min_patients_per_group, settings.confidence_level,
+                                       estimand=KM_TEXT["exposure"][0], caption=KM_TEXT["exposure"][1])]
+        for grouping in ("vasst_stratum", "timing_class"):
+            km.append(descriptive.kaplan_meier(vp, grouping, settings.at_risk_days, settings.long_term_days,
+                                               settings.min_patients_per_group, settings.confidence_level,
+                                               time_zero_col="vp_start_time", estimand=KM_TEXT[grouping][0],
+                                               caption=KM_TEXT[grouping][1]))
+        vasst_table, vasst_meta = vasst.side_by_side(cohort, ne_timeline, settings)
+        return mortality, km, descriptive.median_followup_days(cohort), vasst_table, vasst_meta
+
+    def cox_group():
+        # Prognosis among VP patients (descriptive) and the NAIVE ever-VP models (descriptive).
+        prognosis = {(h, adj): cox.prognosis_among_vp(cohort, settings, h, adj)
+                     for h in settings.horizons_days for adj in (False, True)}
+        naive = {h: [m for adj in (False, True) for m in trial.naive_models(cohort, settings, h, adj)]
+                 for h in settings.horizons_days}
+        return prognosis, naive
+
+    tasks = {
+        "time_updated": lambda: panel.time_updated_models(panel_rows, cohort, settings, window),
+        "cox": cox_group,
+        **{f"sequential_{h:g}": (lambda h=h: panel.sequential_trial_models(panel_rows, cohort, settings, h))
+           for h in settings.horizons_days},
+        "rrt": lambda: competing.rrt_analysis(cohort, settings),
+        "descriptive": descriptive_group,
+    }
+
+    def timed(name, task):
+        def run():
+            start = time.perf_counter()
+            out = task()
+            timings[f"fit_{name}"] = time.perf_counter() - start
+            return out
+        return run
+
+    with one_blas_thread():
+        done = dict(zip(tasks, run_in_threads([timed(n, t) for n, t in tasks.items()])))
+    tick("models")
+    mortality, km, followup, vasst_table, vasst_meta = done["descriptive"]
+    prognosis, naive = done["cox"]
+    rrt = done["rrt"]
+    # Trial question: secondary analyses, in the order they were listed before issue 16.
+    trial_models: list[ModelResult] = list(done["time_updated"])
+    for h in settings.horizons_days:
+        trial_models += done[f"sequential_{h:g}"]
+        trial_models += naive[h]
 
     # E-values on adjusted secondary estimates (not on the interaction ratio) ------------
     trial_models = [_with_evalue(m, settings)

@@ -93,10 +93,14 @@ def test_every_model_states_role_and_estimand(small_run):
     assert est.filter((pl.col("role") == "descriptive") & pl.col("p").is_not_null()).height == 0
 
 
-def test_deterministic(small_run, study_config):
+def test_deterministic(small_run, study_config, monkeypatch):
+    """Byte-identical results again, and whatever the number of workers fitting the model
+    groups side by side (issue 16: one worker here, the machine's cores in small_run)."""
     path, res, tmp = small_run
+    monkeypatch.setenv("VASOFLOW_THREADS", "1")
     again = analyze(path, tmp / "out2", study_config)
     assert again.results_path.read_bytes() == res.results_path.read_bytes()
+    assert {"fit_cox", "fit_rrt", "fit_time_updated"} <= set(again.timings_seconds)
 
 
 def test_tiny_cohort_is_not_estimable_not_a_crash(tmp_path, study_config):
