@@ -9,6 +9,7 @@ from the ``concept_*`` and ``study_param`` tables the SQL joins against.
 from __future__ import annotations
 
 import re
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,10 +58,12 @@ def build_order(sql_root: Path | None = None) -> list[SqlRelation]:
     return relations
 
 
-def build_relations(con, names: list[str] | None = None, sql_root: Path | None = None) -> list[str]:
+def build_relations(con, names: list[str] | None = None, sql_root: Path | None = None,
+                    timings: dict[str, float] | None = None) -> list[str]:
     """Create (or replace) each relation as a table, in build order.
 
     ``names``: build only these (still in build order; their inputs must already exist).
+    ``timings``: when given, receives each relation's build time in seconds (benchmarks).
     Returns the names built. Runs in the caller's transaction, if any.
     """
     relations = build_order(sql_root)
@@ -72,9 +75,12 @@ def build_relations(con, names: list[str] | None = None, sql_root: Path | None =
         relations = [r for r in relations if r.name in set(names)]
     built = []
     for rel in relations:
+        start = time.perf_counter()
         try:
             con.execute(f'CREATE OR REPLACE TABLE "{rel.name}" AS\n{rel.select_sql}')
         except Exception as exc:  # duckdb.Error subclasses; name the file that failed
             raise VasoflowError(f"{rel.path}: building '{rel.name}' failed: {exc}".splitlines()[0]) from exc
+        if timings is not None:
+            timings[rel.name] = time.perf_counter() - start
         built.append(rel.name)
     return built

@@ -61,6 +61,34 @@ hours as (
     where c.death_time is null or c.death_time >= c.index_time + to_hours(n.hour)
 ),
 
+interval_hours as (
+    -- each rate interval of a cohort stay with the hours of the grid it may overlap: a superset
+    -- (one hour wider each side than the arithmetic says, so rounding of the hour number can
+    -- only add candidates), tested exactly in drug_hours. Joining every hour of a stay to every
+    -- interval of the stay instead made rows x intervals pairs (issue 16: most of the
+    -- cohort step's time at 30k stays).
+    select
+        i.stay_id,
+        i.drug,
+        i.role,
+        i.starttime,
+        i.endtime,
+        i.rate_mcg_kg_min,
+        i.rate_mcg_min,
+        i.nee_mcg_kg_min,
+        i.is_infusing,
+        unnest(generate_series(
+            greatest(0, cast(floor(date_diff('second', c.index_time, i.starttime) / 3600.0) as integer) - 1),
+            least(cast(p.tte_decision_window_hours as integer) - 1,
+                  cast(floor(date_diff('second', c.index_time, i.endtime) / 3600.0) as integer) + 1)
+        )) as hour
+    from rate_intervals as i
+    inner join cohort as c on c.stay_id = i.stay_id
+    cross join params as p
+    where i.endtime > c.index_time
+        and i.starttime < c.index_time + to_hours(p.tte_decision_window_hours)
+),
+
 drug_hours as (
     -- each drug's highest rate in force during the hour
     select
@@ -73,8 +101,9 @@ drug_hours as (
         max(i.nee_mcg_kg_min) as nee_mcg_kg_min,
         bool_or(i.is_infusing) as is_infusing
     from hours as h
-    inner join rate_intervals as i
+    inner join interval_hours as i
         on i.stay_id = h.stay_id
+        and i.hour = h.hour
         and i.starttime < h.hour_end_time
         and i.endtime > h.hour_start_time
     group by h.stay_id, h.hour, i.drug, i.role
