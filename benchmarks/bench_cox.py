@@ -1,12 +1,14 @@
 """Benchmark of the analyze step's Cox fits (issue 16 item 2: analyze scales linearly with rows):
-lifelines' CoxPHFitter (old) against LinearCoxPHFitter (new), side by side in one run.
+lifelines' CoxPHFitter (old) against LinearCoxPHFitter (new), and the Fine-Gray loop over event
+times (old) against the linear fine_gray_fit (new), side by side in one run.
 
 The cohort is sampled from a finished run's cohort.parquet (default: the 30k-stay synthetic run)
 at two fractions (default 1/3 and 1: ~10k- and ~30k-stay equivalents, same distribution). On
 each sample the analyze step's Cox models are built exactly as ``analyze`` builds them
 (prognosis among VP x4 with the PH test, NAIVE ever-VP x12, cause-specific RRT x2), every
 ``fit_cox`` call is recorded, and each recorded call is then fitted with both fitters (and,
-with --batch, with lifelines' ``batch_mode=True`` too). Prints seconds per fit, totals, the
+with --batch, with lifelines' ``batch_mode=True`` too); the two RRT Fine-Gray fits are recorded
+and refitted the same way. Prints seconds per fit, totals, the
 size-ratio of times, and the largest |difference| of coefficients, robust SEs, p-values and PH
 test p-values between old and new. Figures are noisy on a shared machine (wall time).
 
@@ -30,6 +32,7 @@ from pipeline.config import load_study_config  # noqa: E402
 from pipeline.models import competing, cox, trial  # noqa: E402
 from pipeline.models.coxph_linear import LinearCoxPHFitter  # noqa: E402
 from pipeline.models.data import prepare, read_cohort  # noqa: E402
+from pipeline.models.fine_gray_reference import fine_gray_fit_loop  # noqa: E402
 from pipeline.models.settings import ModelSettings  # noqa: E402
 
 
@@ -41,17 +44,26 @@ class _BatchCoxPHFitter(CoxPHFitter):
         return super().fit(*args, **kwargs)
 
 
-def record_cox_calls(cohort: pl.DataFrame, settings: ModelSettings) -> list[tuple[pl.DataFrame, dict]]:
-    """Every fit_cox call of analyze's Cox models, as (frame, keyword arguments)."""
+def record_cox_calls(
+    cohort: pl.DataFrame, settings: ModelSettings,
+) -> tuple[list[tuple[pl.DataFrame, dict]], list[tuple]]:
+    """Every fit_cox call of analyze's Cox models, as (frame, keyword arguments), and every
+    fine_gray_fit call, as its arguments."""
     calls: list[tuple[pl.DataFrame, dict]] = []
-    real = cox.fit_cox
+    fg_calls: list[tuple] = []
+    real, real_fg = cox.fit_cox, competing.fine_gray_fit
 
     def recorder(frame, **kwargs):
         calls.append((frame, kwargs))
         return real(frame, **kwargs)
 
+    def fg_recorder(*args, **kwargs):
+        fg_calls.append(args)
+        return real_fg(*args, **kwargs)
+
     saved = (cox.fit_cox, trial.fit_cox, competing.fit_cox)
     cox.fit_cox = trial.fit_cox = competing.fit_cox = recorder
+    competing.fine_gray_fit = fg_recorder
     try:
         for h in settings.horizons_days:
             for adj in (False, True):
@@ -62,7 +74,8 @@ def record_cox_calls(cohort: pl.DataFrame, settings: ModelSettings) -> list[tupl
         competing.rrt_analysis(cohort, settings)
     finally:
         cox.fit_cox, trial.fit_cox, competing.fit_cox = saved
-    return calls
+        competing.fine_gray_fit = real_fg
+    return calls, fg_calls
 
 
 def timed_fit(frame: pl.DataFrame, kwargs: dict, fitter) -> tuple[float, object]:
@@ -101,11 +114,16 @@ def main() -> int:
     if args.batch:
         fitters["old_batch"] = _BatchCoxPHFitter
     totals: dict[float, dict[str, float]] = {}
+    warm = full.sample(n=min(2000, full.height), seed=args.seed)
+    for frame, kwargs in record_cox_calls(warm, settings)[0][:2]:  # imports and caches, untimed
+        for fitter in fitters.values():
+            timed_fit(frame, kwargs, fitter)
     worst = {"coef": 0.0, "se": 0.0, "p": 0.0, "ph_p": 0.0}
     for frac in args.fractions:
         cohort = full.sample(fraction=frac, seed=args.seed) if frac < 1 else full
-        calls = record_cox_calls(cohort, settings)
-        print(f"\n== {cohort.height:,} patients ({frac:.3g} of {args.cohort}), {len(calls)} Cox fits ==")
+        calls, fg_calls = record_cox_calls(cohort, settings)
+        print(f"\n== {cohort.height:,} patients ({frac:.3g} of {args.cohort}), {len(calls)} Cox fits, "
+              f"{len(fg_calls)} Fine-Gray fits ==")
         print(f"{'model':44s} {'rows':>6s} " + " ".join(f"{k:>9s}" for k in fitters)
               + "   max|d coef|  max|d se|  max|d p|  max|d ph p|")
         totals[frac] = dict.fromkeys(fitters, 0.0)
@@ -120,10 +138,22 @@ def main() -> int:
             print(f"{kwargs['name']:44s} {frame.height:6d} " + " ".join(f"{times[k]:8.2f}s" for k in fitters)
                   + f"   {d['coef']:.1e}     {d['se']:.1e}    {d['p']:.1e}   {d['ph_p']:.1e}")
         print(f"{'total':44s} {'':6s} " + " ".join(f"{totals[frac][k]:8.2f}s" for k in fitters))
+        for fg_args in fg_calls:
+            times, fits = {}, {}
+            for key, fn in (("old", fine_gray_fit_loop), ("new", competing.fine_gray_fit)):
+                t = time.perf_counter()
+                fits[key] = fn(*fg_args)
+                times[key] = time.perf_counter() - t
+                totals[frac][f"fine_gray_{key}"] = totals[frac].get(f"fine_gray_{key}", 0.0) + times[key]
+            d_coef = float(np.max(np.abs(fits["old"][0] - fits["new"][0])))
+            d_se = float(np.max(np.abs(fits["old"][1] - fits["new"][1])))
+            worst["coef"], worst["se"] = max(worst["coef"], d_coef), max(worst["se"], d_se)
+            print(f"{'Fine-Gray (fine_gray_fit)':44s} {len(fg_args[1]):6d} {times['old']:8.2f}s {times['new']:8.2f}s"
+                  f"   {d_coef:.1e}     {d_se:.1e}")
     if len(args.fractions) >= 2:
         lo, hi = min(args.fractions), max(args.fractions)
         print(f"\ntime ratio {hi:.3g}/{lo:.3g} of the cohort (rows x{hi / lo:.2f}): "
-              + ", ".join(f"{k} {totals[hi][k] / totals[lo][k]:.2f}x" for k in fitters)
+              + ", ".join(f"{k} {totals[hi][k] / totals[lo][k]:.2f}x" for k in totals[hi])
               + "  [goal <= 3.3 for 3x rows]")
     print(f"old vs new, all fits: max |d coef| {worst['coef']:.1e}, max |d se| {worst['se']:.1e}, "
           f"max |d p| {worst['p']:.1e}, max |d PH-test p| {worst['ph_p']:.1e}  [goal <= 1e-6]")
