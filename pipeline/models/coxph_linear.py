@@ -10,9 +10,10 @@ computations, each with the same formula evaluated with running sums instead of 
   ``A = cumsum(E w / R)`` and ``B = cumsum(E w xbar / R)``, where R and xbar are lifelines' own
   reverse cumulative risk-set sums in its row order. lifelines' formula is kept as it is: ties
   are positional (a row's risk set is the rows after it in sorted order, Breslow-like, not
-  Efron), entry times are ignored (the method is not used with ``entry_col``; fit_cox's robust
-  SEs with entry times go through lifelines unchanged) and the result is multiplied by the case
-  weights once more at the end.
+  Efron), entry times are ignored (lifelines passes none to this method, so with ``entry_col``
+  the sandwich's risk sets include rows not yet entered - lifelines' behaviour, kept; no
+  analyze-step model uses entry times) and the result is multiplied by the case weights once
+  more at the end.
 * ``_compute_schoenfeld_within_strata`` (used by ``proportional_hazard_test``): lifelines grows
   the result with ``np.append`` once per row (a full copy each time, O(n^2)). Here the Efron
   weighted mean per tied event time is computed from per-time sums and broadcast back.
