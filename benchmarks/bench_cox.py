@@ -13,6 +13,7 @@ size-ratio of times, and the largest |difference| of coefficients, robust SEs, p
 test p-values between old and new. Figures are noisy on a shared machine (wall time).
 
     .venv/bin/python benchmarks/bench_cox.py [--cohort PATH] [--fractions 0.3333 1] [--batch]
+    .venv/bin/python benchmarks/bench_cox.py --fractions 1 3   # 30k vs a ~100k-stay-sized cohort
 """
 
 from __future__ import annotations
@@ -78,6 +79,19 @@ def record_cox_calls(
     return calls, fg_calls
 
 
+def sample_cohort(full: pl.DataFrame, fraction: float, seed: int) -> pl.DataFrame:
+    """``fraction`` of the patients; above 1, drawn with replacement and given fresh patient ids
+    (each copy is its own cluster), e.g. 3 for a ~100k-stay-sized cohort from the 30k run."""
+    if fraction == 1:
+        return full
+    if fraction < 1:
+        return full.sample(fraction=fraction, seed=seed)
+    return full.sample(fraction=fraction, seed=seed, with_replacement=True).with_columns(
+        subject_id=pl.int_range(pl.len(), dtype=full.schema["subject_id"]),
+        stay_id=pl.int_range(pl.len(), dtype=full.schema["stay_id"]),
+    )
+
+
 def timed_fit(frame: pl.DataFrame, kwargs: dict, fitter) -> tuple[float, object]:
     t = time.perf_counter()
     res = cox.fit_cox(frame, **kwargs, fitter=fitter)
@@ -120,7 +134,7 @@ def main() -> int:
             timed_fit(frame, kwargs, fitter)
     worst = {"coef": 0.0, "se": 0.0, "p": 0.0, "ph_p": 0.0}
     for frac in args.fractions:
-        cohort = full.sample(fraction=frac, seed=args.seed) if frac < 1 else full
+        cohort = sample_cohort(full, frac, args.seed)
         calls, fg_calls = record_cox_calls(cohort, settings)
         print(f"\n== {cohort.height:,} patients ({frac:.3g} of {args.cohort}), {len(calls)} Cox fits, "
               f"{len(fg_calls)} Fine-Gray fits ==")
