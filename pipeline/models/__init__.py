@@ -6,7 +6,10 @@ Public entry points:
 
 * ``analyze(cohort_path, out_dir, config) -> AnalysisResult``
 * ``descriptive``: ``wilson_ci``, ``mortality_table``, ``kaplan_meier``, ``median_followup_days``
-* ``cox``: ``fit_cox``, ``fit_cox_time_varying``, ``prognosis_among_vp``
+* ``cox``: ``fit_cox``, ``fit_cox_time_varying``, ``prognosis_among_vp``; ``coxph_linear``:
+  ``LinearCoxPHFitter`` (lifelines' CoxPHFitter with linear-time sandwich, Schoenfeld and Efron
+  sums; fit_cox's default); ``fine_gray_reference``: the pre-issue-16 Fine-Gray loop, kept as
+  the reference the linear ``competing.fine_gray_fit`` is checked against
 * ``panel``: ``time_updated_models``, ``sequential_trial_models`` (hourly panel, contract B)
 * ``trial``: ``long_format``, ``time_varying_models``, ``landmark_frame``, ``landmark_models``,
   ``naive_models`` (only the naive one is reported, as descriptive)

@@ -14,8 +14,8 @@ the same stay only): such patients count as RRT-free - a stated limitation.
 Fine-Gray model (Fine JP, Gray RJ. JASA 1999;94:496-509; Geskus RB. Biometrics 2011;67:39-49):
 a patient with a competing event at T_i stays in the risk set after T_i with weight
 G(t-)/G(T_i-), G = Kaplan-Meier of the censoring distribution; everyone else has weight 1 until
-their own time. ``fine_gray_fit`` maximises that weighted partial likelihood directly (sorted
-cumulative sums, linear in patients) and gives robust (sandwich, per patient) SEs that treat G as known, as
+their own time. ``fine_gray_fit`` maximises that weighted partial likelihood directly (running
+sums over patients sorted by time, linear in patients) and gives robust (sandwich, per patient) SEs that treat G as known, as
 Geskus 2011 does; cmprsk::crr's variance also accounts for estimating G (usually a small
 difference). ``fine_gray_rows`` writes the same model as counting-process rows (checked against
 the direct fit in the tests). Until results 2.0 the SEs came from lifelines' robust variance on
@@ -139,79 +139,73 @@ def fine_gray_fit(
     12; tests/models/test_models_competing.py), and the expansion has one row per competing
     patient and later censoring time (quadratic).
 
-    Linear in patients (issue 16): the weighted risk-set sums at t_j split into
-    sum_{T_i >= t_j} r_i x_i (a reverse cumulative sum over patients sorted by time) plus
-    G(t_j-) sum_{competing, T_i < t_j} r_i x_i / G(T_i-) (a forward one), so one sort and a few
-    cumulative sums per Newton step replace a pass over all patients at every event time. The
-    information and the score residuals use each patient's summed compensator weight
-    h_i = sum_j w_ij d_j / S0_j, again two cumulative sums over event times. Equal to the
-    direct O(E x n) evaluation to 1e-8 (tests/models/fine_gray_reference.py).
+    Linear in patients (issue 16): the risk-set sums at every event time are a reverse
+    cumulative sum over patients sorted by time (weight 1) plus G(t_j-) times a forward
+    cumulative sum of r_i / G(T_i-) over competing patients with T_i < t_j; the compensator of
+    each score residual is likewise a prefix sum over event times t_j <= T_i plus, for a
+    competing patient, a suffix sum over t_j > T_i divided by G(T_i-). Until issue 16 the same
+    formulas ran as a loop over event times with an n-vector of weights each, O(E x n) time and
+    memory; tests/models/test_fine_gray_linear.py checks the two agree to 1e-10.
     """
     X = np.asarray(X, dtype=float)
-    time = np.asarray(time, dtype=float)
     n, p = X.shape
     cens_times, g_after = censoring_survival(time, status)
     g_ti = _g_before(time, cens_times, g_after)
     competing = (status != failcode) & (status != 0)
     is_event = status == failcode
-    event_times, event_index = np.unique(time[is_event], return_inverse=True)
-    d = np.bincount(event_index, minlength=event_times.size).astype(float)
-    sum_x_events = np.stack([np.bincount(event_index, weights=X[is_event, k], minlength=event_times.size)
-                             for k in range(p)], axis=1) if p else np.zeros((event_times.size, 0))
+    event_times, event_of = np.unique(time[is_event], return_inverse=True)
+    d = np.bincount(event_of, minlength=event_times.size).astype(float)
+    sum_x_events = np.zeros((event_times.size, p))
+    np.add.at(sum_x_events, event_of, X[is_event])
     g_tj = _g_before(event_times, cens_times, g_after)
-    order = np.argsort(time, kind="stable")
-    t_sorted = time[order]
-    # Position of each event time among the sorted patient times: patients at or after it are
-    # at risk with weight 1, competing patients before it with weight G(t_j-)/G(T_i-).
-    at = np.searchsorted(t_sorted, event_times, side="left")
-    comp_scale = np.where(competing, 1.0 / np.where(competing, g_ti, 1.0), 0.0)
-    # Event times up to each patient's own time (its weight-1 part) and after it.
-    upto = np.searchsorted(event_times, time, side="right")
 
-    def risk_sums(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """S0 (E,) and S1 (E, p) at every event time for relative risks ``r``."""
-        rx = np.column_stack([r, r[:, None] * X])[order]
-        after = np.vstack([np.cumsum(rx[::-1], axis=0)[::-1], np.zeros((1, p + 1))])
-        cx = (np.column_stack([r, r[:, None] * X]) * comp_scale[:, None])[order]
-        before = np.vstack([np.zeros((1, p + 1)), np.cumsum(cx, axis=0)])
-        s = after[at] + g_tj[:, None] * before[at]
-        return s[:, 0], s[:, 1:]
+    # rows by time: those from first_at_risk[j] on have T_i >= t_j (weight 1)
+    by_time = np.argsort(time, kind="stable")
+    first_at_risk = np.searchsorted(time[by_time], event_times, side="left")
+    # competing rows by time: the first n_late[j] have T_i < t_j (weight G(t_j-)/G(T_i-))
+    comp = np.flatnonzero(competing)
+    comp = comp[np.argsort(time[comp], kind="stable")]
+    n_late = np.searchsorted(time[comp], event_times, side="left")
+    xx = X[:, :, None] * X[:, None, :]
 
-    def compensator(s0: np.ndarray, xbar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per patient: h_i = sum_j w_ij d_j / S0_j and k_i = sum_j w_ij d_j xbar_j / S0_j."""
-        a = np.column_stack([d / s0, (d / s0)[:, None] * xbar])
-        cum = np.vstack([np.zeros((1, p + 1)), np.cumsum(a, axis=0)])
-        ga = a * g_tj[:, None]
-        cum_g = np.vstack([np.zeros((1, p + 1)), np.cumsum(ga, axis=0)])
-        late = cum_g[-1] - cum_g[upto]
-        hk = cum[upto] + comp_scale[:, None] * late
-        return hk[:, 0], hk[:, 1:]
+    def risk_sums(v: np.ndarray) -> np.ndarray:
+        """sum_i w_ij v_i for every event time j (v: per-patient rows of any shape)."""
+        tail = np.concatenate([v[by_time][::-1].cumsum(0)[::-1], np.zeros((1, *v.shape[1:]))])
+        late = v[comp] / g_ti[comp].reshape(-1, *([1] * (v.ndim - 1)))
+        head = np.concatenate([np.zeros((1, *v.shape[1:])), late.cumsum(0)])
+        return tail[first_at_risk] + g_tj.reshape(-1, *([1] * (v.ndim - 1))) * head[n_late]
 
-    def info_at(r: np.ndarray, s0: np.ndarray, xbar: np.ndarray, h: np.ndarray) -> np.ndarray:
-        # sum_j d_j S2_j / S0_j = sum_i r_i h_i x_i x_i'
-        return (X * (r * h)[:, None]).T @ X - (xbar * d[:, None]).T @ xbar
+    def moments(beta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        r = np.exp(X @ beta)
+        s0 = risk_sums(r)
+        xbar = risk_sums(r[:, None] * X) / s0[:, None]
+        s2 = risk_sums(r[:, None, None] * xx)
+        info = np.einsum("j,jab->ab", d, s2 / s0[:, None, None]) - np.einsum("j,ja,jb->ab", d, xbar, xbar)
+        return r, s0, xbar, info
 
     beta = np.zeros(p)
     for _ in range(max_iter):
-        r = np.exp(X @ beta)
-        s0, s1 = risk_sums(r)
-        xbar = s1 / s0[:, None]
-        score = (sum_x_events - d[:, None] * xbar).sum(axis=0)
-        h, _ = compensator(s0, xbar)
-        step = np.linalg.solve(info_at(r, s0, xbar, h), score)
+        _, _, xbar, info = moments(beta)
+        score = sum_x_events.sum(0) - d @ xbar
+        step = np.linalg.solve(info, score)
         beta = beta + step
         if np.max(np.abs(step)) < tol:
             break
     else:
         raise np.linalg.LinAlgError("Fine-Gray Newton-Raphson did not converge")
-    r = np.exp(X @ beta)
-    s0, s1 = risk_sums(r)
-    xbar = s1 / s0[:, None]
-    h, k = compensator(s0, xbar)
-    info = info_at(r, s0, xbar, h)
-    resid = -(r[:, None] * (X * h[:, None] - k))
-    ev_rows = np.flatnonzero(is_event)
-    resid[ev_rows] += X[ev_rows] - xbar[event_index]
+    r, s0, xbar, info = moments(beta)
+    # compensator of patient i: sum_j (d_j w_ij r_i / s0_j) (x_i - xbar_j)
+    c = d / s0
+    cx = c[:, None] * xbar
+    upto = np.searchsorted(event_times, time, side="right")  # event times t_j <= T_i: w_ij = 1
+    a = np.concatenate([[0.0], c.cumsum()])[upto]
+    b = np.concatenate([np.zeros((1, p)), cx.cumsum(0)])[upto]
+    resid = -r[:, None] * (X * a[:, None] - b)
+    # competing patients after their own time (t_j > T_i): w_ij = G(t_j-)/G(T_i-)
+    cg = np.concatenate([(c * g_tj)[::-1].cumsum()[::-1], [0.0]])[upto[comp]]
+    cxg = np.concatenate([(cx * g_tj[:, None])[::-1].cumsum(0)[::-1], np.zeros((1, p))])[upto[comp]]
+    resid[comp] -= (r[comp] / g_ti[comp])[:, None] * (X[comp] * cg[:, None] - cxg)
+    resid[is_event] += X[is_event] - xbar[event_of]
     inv = np.linalg.inv(info)
     cov = inv @ (resid.T @ resid) @ inv
     return beta, np.sqrt(np.diag(cov)), cov

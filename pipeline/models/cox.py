@@ -18,6 +18,7 @@ from lifelines.exceptions import ConvergenceError, ConvergenceWarning
 from lifelines.statistics import proportional_hazard_test
 from scipy.stats import norm
 
+from pipeline.models.coxph_linear import LinearCoxPHFitter
 from pipeline.models.data import survival_from
 from pipeline.models.results import ModelResult
 from pipeline.models.settings import ModelSettings
@@ -87,7 +88,7 @@ def fit_cox(
     covariates: Sequence[str], settings: ModelSettings, time_col: str = "time_days",
     event_col: str = "event", entry_col: str | None = None, weight_col: str | None = None,
     strata: Sequence[str] | None = None, id_col: str = "subject_id", measure: str = "HR",
-    ph_test: bool = True,
+    ph_test: bool = True, fitter: type[CoxPHFitter] = LinearCoxPHFitter,
 ) -> ModelResult:
     """Cox model of ``event_col`` on ``exposure_col`` (0/1) + ``covariates``; robust (sandwich)
     SEs clustered on ``id_col``; Efron ties (lifelines). ``entry_col`` gives delayed entry
@@ -96,6 +97,10 @@ def fit_cox(
     ``details``: n_dropped_missing, covariates_used, covariates_dropped_constant and, when the
     model allows it, ph_test_p (Grambsch-Therneau test on rank time for the exposure) and
     ph_test_global_min_p (smallest p over all terms).
+
+    ``fitter``: ``LinearCoxPHFitter`` (lifelines' fit with its O(n^2) sandwich and per-row loops
+    replaced by running sums: the same numbers to ~1e-12, linear in rows); lifelines'
+    ``CoxPHFitter`` gives the original code path (tests and benchmarks/bench_cox.py compare them).
     """
     cc, dropped, kept = complete_cases(frame, covariates)
     details: dict = {"n_dropped_missing": dropped, "covariates_used": ",".join(kept),
@@ -111,7 +116,7 @@ def fit_cox(
             cols.append(extra)
     df = cc.select(cols).to_pandas()
     df[exposure_col] = df[exposure_col].astype(float)
-    cph = CoxPHFitter(alpha=settings.alpha)
+    cph = fitter(alpha=settings.alpha)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -1,6 +1,7 @@
-"""The Fine-Gray fit as it was written before issue 16: one pass over every patient at every
-RRT event time (O(E x n) time and memory), kept here as the plain reference definition the
-sorted-sums version in pipeline.models.competing must equal (to 1e-8)."""
+"""The Fine-Gray fit as it was before issue 16 (a loop over event times with an n-vector of
+risk-set weights each: O(E x n) time and memory), kept verbatim as the reference that the linear
+``pipeline.models.competing.fine_gray_fit`` is checked against (tests/models/test_fine_gray_linear.py
+and benchmarks/bench_cox.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 from pipeline.models.competing import _g_before, censoring_survival
 
 
-def fine_gray_fit_reference(
+def fine_gray_fit_loop(
     X: np.ndarray, time: np.ndarray, status: np.ndarray, failcode: int = 1,
     max_iter: int = 50, tol: float = 1e-9,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
