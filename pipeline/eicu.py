@@ -143,11 +143,6 @@ def load_eicu_concepts(concepts: Concepts, path: Path | None = None) -> EicuConc
                         int(_req(outcome, "post_discharge_followup_days", "outcome")))
 
 
-def eicu_marker_tables() -> list[str]:
-    raw = tomllib.loads(default_eicu_config_path().read_text(encoding="utf-8"))
-    return [str(t).lower() for t in raw["layout"]["marker_tables"]]
-
-
 def find_table(source_dir: Path, table: RawTable) -> Path | None:
     """The file of eICU ``table`` (``eicu_<name>``) in ``source_dir``, matched case-insensitively
     (``infusionDrug.csv.gz`` or ``infusiondrug.csv.gz``); two spellings or formats are an error."""

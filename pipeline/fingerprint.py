@@ -93,13 +93,15 @@ def hash_file(path: Path) -> str:
 
 def _source_files(source_dir: Path) -> tuple[list[tuple[str, Path]], list[str]]:
     """The files the ingest would read, and the tables it would find absent."""
-    from pipeline.eicu import find_table as find_eicu_table
     from pipeline.sources import source_tables
 
     found, absent = [], []
     tables = source_tables(source_dir)  # MIMIC-IV or eICU layout (pipeline.sources)
     for name in sorted(tables):
-        find = find_eicu_table if name.startswith("eicu_") else find_table_file
+        if name.startswith("eicu_"):  # imported only for eICU: it loads the validation schemas
+            from pipeline.eicu import find_table as find
+        else:
+            find = find_table_file
         path = find(source_dir, tables[name])
         if path is None:
             absent.append(tables[name].relpath)
@@ -235,8 +237,6 @@ def module_closure(modules: Iterable[str]) -> list[Path]:
     """The source files of ``modules`` and of every ``pipeline``/``schemas`` module they import
     (also imports inside functions), with their packages' ``__init__`` files. Found by reading
     the files (ast), without importing them."""
-    import ast
-
     seen: dict[str, Path] = {}
     todo = list(modules)
     while todo:
@@ -249,19 +249,32 @@ def module_closure(modules: Iterable[str]) -> list[Path]:
         if path is None:
             continue
         seen[name] = path
-        is_package = path.name == "__init__.py"
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                todo += [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:  # relative import
-                    anchor = parts if is_package else parts[:-1]
-                    anchor = anchor[: len(anchor) - (node.level - 1)]
-                    base = ".".join([*anchor, base] if base else anchor)
-                todo.append(base)
-                todo += [f"{base}.{a.name}" for a in node.names]  # "from pkg import module"
+        todo += _imported_names(name, path)
     return sorted(set(seen.values()))
+
+
+@functools.cache
+def _imported_names(name: str, path: Path) -> tuple[str, ...]:
+    """Module names imported anywhere in ``path`` (module ``name``), parsed once per process:
+    every step's key walks an overlapping closure, and parsing each file again for each step
+    took ~2.5 s of a run that reused every step (issue 16)."""
+    import ast
+
+    parts = name.split(".")
+    is_package = path.name == "__init__.py"
+    found: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative import
+                anchor = parts if is_package else parts[:-1]
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.append(base)
+            found += [f"{base}.{a.name}" for a in node.names]  # "from pkg import module"
+    return tuple(found)
 
 
 @functools.cache
@@ -323,10 +336,13 @@ def eicu_fingerprint() -> str:
     sql/sources/eicu/ (run inside the ingest, so not covered by the downstream 'sql' resource)."""
     import tomllib
 
-    from pipeline.eicu import default_eicu_config_path, eicu_sql_root
+    from pipeline.resources import resource_dir
 
-    raw = tomllib.loads(default_eicu_config_path().read_text(encoding="utf-8"))
-    return digest_json({"config": raw, "sql": tree_fingerprint([eicu_sql_root()], (".sql", ".toml"))})
+    # The paths of pipeline.eicu (default_eicu_config_path, eicu_sql_root), named here so that
+    # computing a key imports no validation code (tests/test_fingerprint.py checks they agree).
+    raw = tomllib.loads((resource_dir("config") / "eicu.toml").read_text(encoding="utf-8"))
+    sql_root = resource_dir("sql") / "sources" / "eicu"
+    return digest_json({"config": raw, "sql": tree_fingerprint([sql_root], (".sql", ".toml"))})
 
 
 def downstream_key(step: str, upstream: Mapping[str, str], config: StudyConfig, module: str,

@@ -10,17 +10,25 @@ silent choice).
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 
 from pipeline.errors import InputFileError
+from pipeline.resources import resource_dir
 
 SOURCE_FORMATS = ("mimic", "eicu")
 FORMAT_ENV = "VASOFLOW_SOURCE_FORMAT"
 
 
-def _has_eicu_tables(source_dir: Path) -> bool:
-    from pipeline.eicu import eicu_marker_tables
+def eicu_marker_tables() -> list[str]:
+    """The tables whose presence marks an eICU folder (config/eicu.toml [layout].marker_tables).
+    Read here, not in pipeline.eicu, so that detecting the layout imports no validation code
+    (pandera took ~1-3 s of every run's start)."""
+    raw = tomllib.loads((resource_dir("config") / "eicu.toml").read_text(encoding="utf-8"))
+    return [str(t).lower() for t in raw["layout"]["marker_tables"]]
 
+
+def _has_eicu_tables(source_dir: Path) -> bool:
     try:
         names = {p.name.lower() for p in Path(source_dir).iterdir()}
     except OSError:
