@@ -136,6 +136,16 @@ def _stratum(dose_mcg_min: pl.Expr, settings: ModelSettings) -> pl.Expr:
             .otherwise(pl.lit("more_severe")))
 
 
+def _panel_columns(panel: pl.DataFrame, settings: ModelSettings, *extra: str) -> pl.DataFrame:
+    """The panel columns a model reads (keys, hour, NE dose, the time-updated covariates and
+    their assessability flags, ``extra``): the models' frames hold no other columns (memory at
+    100k stays, issue 16)."""
+    wanted = ["stay_id", "subject_id", "hour", "is_alive_at_start", "ne_rate_mcg_min", *extra,
+              *settings.time_updated_covariates, *[_ASSESSABLE[c] for c in settings.time_updated_covariates
+                                                  if c in _ASSESSABLE]]
+    return panel.select([c for c in dict.fromkeys(wanted) if c in panel.columns])
+
+
 def _trial_cohort(cohort: pl.DataFrame, covariates: Sequence[str]) -> pl.DataFrame:
     return cohort.filter(pl.col("exposure").is_in(["vp_added", "ne_only"])).select(
         "stay_id", "death_time", "followup_end_time", "has_died", *covariates)
@@ -175,19 +185,27 @@ def pooled_logistic(
     t = cc[time_col].cast(pl.Float64).to_numpy()
     if time_form == "log_cubic":
         lt = np.log1p(t)
-        time_cols, time_terms = [lt, lt ** 2, lt ** 3], ["log1p_hour", "log1p_hour_2", "log1p_hour_3"]
+        time_cols = [lambda: lt, lambda: lt ** 2, lambda: lt ** 3]
+        time_terms = ["log1p_hour", "log1p_hour_2", "log1p_hour_3"]
     else:
         levels = np.unique(t)[1:]
-        time_cols = [(t == v).astype(float) for v in levels]
+        time_cols = [(lambda v=v: (t == v).astype(float)) for v in levels]
         time_terms = [f"{time_col}_{v:g}" for v in levels]
-    other = np.column_stack([*[cc[c].cast(pl.Float64).to_numpy() for c in kept], *time_cols])
-    # Centre and scale every column but the exposure: spline and hour terms on their raw scales
-    # made Newton's method stall (~100 iterations instead of ~8). Coefficients are put back on
-    # the original scale below; the exposure's is unchanged by the scaling of the others.
-    centre, sd = other.mean(axis=0), other.std(axis=0)
-    sd = np.where(sd > 0, sd, 1.0)
-    X = np.column_stack([np.ones(cc.height), cc[exposure_col].cast(pl.Float64).to_numpy(),
-                         (other - centre) / sd])
+    # The design matrix is filled column by column in place (issue 16: stacking, centring and
+    # stacking again held three copies of it; at 100k stays that was ~1.5 GB). Every column but
+    # the intercept and the exposure is centred and scaled: spline and hour terms on their raw
+    # scales made Newton's method stall (~100 iterations instead of ~8). Coefficients are put
+    # back on the original scale below; the exposure's is unchanged by the scaling of the others.
+    columns = [*[(lambda c=c: cc[c].cast(pl.Float64).to_numpy()) for c in kept], *time_cols]
+    X = np.empty((cc.height, 2 + len(columns)))
+    X[:, 0] = 1.0
+    X[:, 1] = cc[exposure_col].cast(pl.Float64).to_numpy()
+    sd = np.ones(len(columns))
+    for j, column in enumerate(columns):
+        values = column()
+        centre, spread = values.mean(), values.std()
+        sd[j] = spread if spread > 0 else 1.0
+        X[:, 2 + j] = (values - centre) / sd[j]
     terms = [exposure_col, *kept, *time_terms]
     groups = cc[id_col].rank("dense").cast(pl.Int64).to_numpy()
     try:
@@ -235,7 +253,8 @@ def time_updated_models(
                 .with_details(analysis="time_updated", stratum=s, adjusted=True)
                 for s, nm in names]
     base = list(settings.baseline_covariates)
-    rows = (panel.filter(pl.col("is_alive_at_start") & (pl.col("hour") < window_hours))
+    rows = (_panel_columns(panel, settings, "has_vp_before", "is_death_in_hour")
+            .filter(pl.col("is_alive_at_start") & (pl.col("hour") < window_hours))
             .join(_trial_cohort(cohort, base).select("stay_id", *base), on="stay_id", how="inner")
             .with_columns(vp=pl.col("has_vp_before").fill_null(False).cast(pl.Int8),
                           stratum=_stratum(pl.col("ne_rate_mcg_min").fill_null(0.0), settings)))
@@ -264,7 +283,7 @@ def sequential_trial_rows(
     base = list(settings.baseline_covariates)
     hours = [int(h) for h in settings.sequential_trial_hours]
     cohort_part = _trial_cohort(cohort, base)
-    elig = panel.filter(
+    elig = _panel_columns(panel, settings, "has_vp_before", "is_vp_start_hour", "hour_start_time").filter(
         pl.col("hour").is_in(hours) & pl.col("is_alive_at_start")
         & ~pl.col("has_vp_before").fill_null(False)
         & (pl.col("ne_rate_mcg_min").fill_null(0.0) >= settings.vasst_entry_ne_mcg_min)
