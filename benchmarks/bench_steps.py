@@ -5,7 +5,9 @@
 For each size: ``vasoflow synth --stays N`` (not timed as a step), then ``vasoflow run
 --no-prefect`` cold into a fresh output root, then two warm re-runs on the same root: one with a
 report-only setting changed (``[report] figure_dpi``: only the report should run) and one with
-an audit rule changed (only the audit and the report). It prints one table per size: each
+an audit rule changed (only the audit and the report), and one with ``[tte] n_bootstrap = 0``
+(the emulation's point estimate alone, to split the tte step into estimate and bootstrap). It
+prints one table per size: each
 step's wall time (from the run's own progress lines) and peak RSS, and each re-run's total as a
 share of the cold run.
 
@@ -92,6 +94,7 @@ def main() -> None:
     env.update(DO_NOT_TRACK="1", PREFECT_HOME=str(work / "prefect-home"), VASOFLOW_CACHE_DIR=str(work / "cache"))
     (work / "dpi.toml").write_text("[report]\nfigure_dpi = 80\n")
     (work / "rule.toml").write_text("[audit]\nvp_max_dose_units_min = 0.05\n")
+    (work / "noboot.toml").write_text("[tte]\nn_bootstrap = 0\n")
     print(f"workdir {work}; {os.cpu_count()} cores; VASOFLOW_MEMORY_LIMIT={os.environ.get('VASOFLOW_MEMORY_LIMIT', '-')}")
     for n in args.stays:
         src, out = work / f"synth-{n}", work / f"out-{n}"
@@ -107,6 +110,10 @@ def main() -> None:
                                            "--config", str(work / "dpi.toml")], env),
             "audit rule changed": run_cli(["run", "--no-prefect", "--source", str(src), "--out", str(out),
                                            "--config", str(work / "rule.toml")], env),
+            # The emulation's point estimate alone (n_bootstrap = 0): only the tte step and the
+            # report re-run; with the cold run it splits the tte step into estimate + bootstrap.
+            "tte without bootstrap": run_cli(["run", "--no-prefect", "--source", str(src), "--out", str(out),
+                                              "--config", str(work / "noboot.toml")], env),
         }
         cold = runs["cold"]
         print(f"{'step':<9} {'time s':>8} {'peak RSS MB':>12}")
@@ -115,7 +122,12 @@ def main() -> None:
                 secs, _, peak = cold["steps"][step]
                 print(f"{step:<9} {secs:>8.1f} {peak:>12.0f}" if peak else f"{step:<9} {secs:>8.1f} {'-':>12}")
         print(f"{'run':<9} {cold['total_s']:>8.1f} {cold['hwm_mb']:>12.0f}   (process wall time incl. imports; VmHWM)")
-        for name in ("figure_dpi changed", "audit rule changed"):
+        noboot = runs["tte without bootstrap"]["steps"].get("tte")
+        if noboot and "tte" in cold["steps"]:
+            boot_s = cold["steps"]["tte"][0] - noboot[0]
+            print(f"tte point estimate {noboot[0]:.1f} s, bootstrap (default replicates) {boot_s:.1f} s; "
+                  f"run without the bootstrap {cold['total_s'] - boot_s:.1f} s")
+        for name in ("figure_dpi changed", "audit rule changed", "tte without bootstrap"):
             r = runs[name]
             ran = [f"{s} {secs:.1f} s" for s, (secs, what, _) in r["steps"].items() if what == "ran"]
             print(f"re-run, {name}: {r['total_s']:.1f} s = {r['total_s'] / cold['total_s']:.0%} of cold; "
