@@ -20,8 +20,9 @@ import numpy as np
 
 from pipeline.tte.data import TteData
 from pipeline.tte.strategies import at_risk, clone, strategy_id
-from pipeline.tte.survival import aj_cif_curve, hourly_counts, km_risk_curve
-from pipeline.tte.weights import CensoringModelError, cumulative_weights, fit_start_probability
+from pipeline.tte.survival import CountPlan, aj_cif_curve, count_plan, counts, events, km_risk_curve
+from pipeline.tte.weights import (CensoringModelError, StartRows, cumulative_weights, fit_start_probability,
+                                  log_factors, start_rows)
 
 MEASURES = ("risk_28d", "risk_90d", "rrt_risk_28d")
 
@@ -54,24 +55,54 @@ def make_clones(data: TteData, strategies: list[tuple], grace_hours: int) -> Clo
                   initiated=tuple(p[2] for p in parts))
 
 
+@dataclass(frozen=True)
+class Plan:
+    """Everything of the estimation that does not depend on the bootstrap sample: the censoring
+    model's person-hours and, per strategy, the rows of its hourly counts. Taken once
+    (``make_plan``) and shared by the point estimate and every replicate, so a replicate costs
+    one model fit plus a few passes over the person-hours per strategy, and nothing is copied
+    per replicate."""
+
+    rows: StartRows
+    km: tuple[CountPlan, ...]  # per strategy: death by the long-term horizon
+    rrt: tuple[CountPlan, ...]  # per strategy: RRT by the short-term horizon, death competing
+
+
+def make_plan(data: TteData, clones: Clones, settings: EstimateSettings) -> Plan:
+    short_h, long_h = _horizons(settings)
+    deaths, rrts = events(data, long_h), events(data, short_h, competing=True)
+    return Plan(rows=start_rows(data),
+                km=tuple(count_plan(data, c, long_h, ev=deaths) for c in clones.censor),
+                rrt=tuple(count_plan(data, c, short_h, competing=True, patients=data.is_rrt_eligible, ev=rrts)
+                          for c in clones.censor))
+
+
+def _horizons(settings: EstimateSettings) -> tuple[int, int]:
+    return int(round(settings.short_days * 24)), int(round(settings.long_days * 24))
+
+
 def strategy_weights(data: TteData, clones: Clones, settings: EstimateSettings,
-                     mult: np.ndarray, start: np.ndarray | None = None):
+                     mult: np.ndarray, start: np.ndarray | None = None, rows: StartRows | None = None):
     """Per strategy (R,) weights (None: not computable), the censoring model's failure reason
     (None = fitted) and its coefficients."""
     if not settings.weighted:
         return [np.ones(len(data.row_pid)) for _ in clones.ids], None, None
     beta = None
     try:
-        p, beta = fit_start_probability(data, mult, settings.min_starts, start)
+        p, beta = fit_start_probability(data, mult, settings.min_starts, start, rows)
         reason = None
     except CensoringModelError as exc:
         p, reason = None, str(exc)
     out: list[np.ndarray | None] = []
-    any_start = bool((data.is_vp_start * mult[data.row_pid]).any()) if len(data.row_pid) else False
+    factors = log_factors(p) if p is not None else None
+    any_start = None
     for kind, never in zip(clones.kind, clones.is_never):
         if p is not None:
-            out.append(cumulative_weights(data, kind, p))
-        elif never and not any_start:
+            out.append(cumulative_weights(data, kind, p, factors))
+            continue
+        if any_start is None:
+            any_start = bool((data.is_vp_start * mult[data.row_pid]).any()) if len(data.row_pid) else False
+        if never and not any_start:
             out.append(np.ones(len(data.row_pid)))  # nobody starts VP: nobody is censored
         else:
             out.append(None)
@@ -93,22 +124,24 @@ class Estimate:
 
 
 def estimate(data: TteData, clones: Clones, settings: EstimateSettings, mult: np.ndarray | None = None,
-             start: np.ndarray | None = None) -> Estimate:
-    """Every strategy's MEASURES on the sample ``mult`` (see module docs)."""
+             start: np.ndarray | None = None, plan: Plan | None = None) -> Estimate:
+    """Every strategy's MEASURES on the sample ``mult`` (see module docs). ``plan``:
+    ``make_plan(data, clones, settings)`` if already taken."""
     mult = np.ones(data.n) if mult is None else mult
-    weights, reason, beta = strategy_weights(data, clones, settings, mult, start)
-    short_h, long_h = int(round(settings.short_days * 24)), int(round(settings.long_days * 24))
+    plan = make_plan(data, clones, settings) if plan is None else plan
+    weights, reason, beta = strategy_weights(data, clones, settings, mult, start, plan.rows)
+    short_h, long_h = _horizons(settings)
     out = np.full((len(clones.ids), len(MEASURES)), np.nan)
     curves = []
-    for s, (w, censor) in enumerate(zip(weights, clones.censor)):
+    for s, w in enumerate(weights):
         if w is None or data.n == 0:
             curves.append(None)
             continue
-        n_h, d1, _ = hourly_counts(data, censor, w, mult, long_h)
+        n_h, d1, _ = counts(plan.km[s], data, w, mult)
         risk = km_risk_curve(n_h, d1)
         out[s, 0] = risk[short_h - 1]
         out[s, 1] = risk[long_h - 1]
-        n_r, r1, r2 = hourly_counts(data, censor, w, mult, short_h, competing=True, patients=data.is_rrt_eligible)
+        n_r, r1, r2 = counts(plan.rrt[s], data, w, mult)
         if n_r[0] > 0:
             out[s, 2] = aj_cif_curve(n_r, r1, r2)[short_h - 1]
         curves.append(risk)
@@ -119,8 +152,8 @@ def estimate(data: TteData, clones: Clones, settings: EstimateSettings, mult: np
 _STATE: dict = {}
 
 
-def _init(data: TteData, clones: Clones, settings: EstimateSettings, start: np.ndarray | None) -> None:
-    _STATE.update(data=data, clones=clones, settings=settings, start=start)
+def _init(data: TteData, clones: Clones, settings: EstimateSettings, start: np.ndarray | None, plan: Plan) -> None:
+    _STATE.update(data=data, clones=clones, settings=settings, start=start, plan=plan)
 
 
 def _replicate(seed: np.random.SeedSequence) -> np.ndarray:
@@ -130,17 +163,21 @@ def _replicate(seed: np.random.SeedSequence) -> np.ndarray:
     start = _STATE["start"]
     if start is None:  # the point estimate had no censoring model: start from zero
         start = np.zeros(data.design.shape[1])
-    return estimate(data, clones, settings, mult, start=start).values
+    return estimate(data, clones, settings, mult, start=start, plan=_STATE["plan"]).values
 
 
 def bootstrap(data: TteData, clones: Clones, settings: EstimateSettings, n_replicates: int, seed: int,
-              workers: int, start: np.ndarray | None = None) -> np.ndarray:
-    """(B, S, 3) replicate estimates (nan where a replicate could not estimate)."""
+              workers: int, start: np.ndarray | None = None, plan: Plan | None = None) -> np.ndarray:
+    """(B, S, 3) replicate estimates (nan where a replicate could not estimate). ``plan``:
+    ``make_plan(data, clones, settings)`` if already taken (it is taken once, before the
+    workers start, and inherited by them)."""
     if n_replicates <= 0 or data.n == 0:
         return np.full((0, len(clones.ids), len(MEASURES)), np.nan)
     seeds = np.random.SeedSequence(seed).spawn(n_replicates)
+    plan = make_plan(data, clones, settings) if plan is None else plan
+    workers = min(workers, n_replicates)
     if workers <= 1:
-        _init(data, clones, settings, start)
+        _init(data, clones, settings, start, plan)
         try:
             return np.stack([_replicate(s) for s in seeds])
         finally:
@@ -152,6 +189,8 @@ def bootstrap(data: TteData, clones: Clones, settings: EstimateSettings, n_repli
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init,
-                             initargs=(data, clones, settings, start)) as pool:
-        chunk = max(1, n_replicates // (4 * workers))
-        return np.stack(list(pool.map(_replicate, seeds, chunksize=chunk)))
+                             initargs=(data, clones, settings, start, plan)) as pool:
+        # one replicate per task: a replicate takes far longer than handing it over, and equal
+        # shares keep both workers busy to the end (chunks of B / 8 left one worker with 30 of
+        # 50 replicates)
+        return np.stack(list(pool.map(_replicate, seeds, chunksize=1)))
