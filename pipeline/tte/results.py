@@ -134,6 +134,7 @@ def run_tte(cohort_path: Path, out_dir: Path, config: StudyConfig, n_bootstrap: 
     workers = tte.bootstrap_workers if workers is None else int(workers)
     cohort, panel = load_inputs(cohort_path)
     data = prepare(cohort, panel, tte.decision_window_hours, list(tte.censoring_baseline_covariates))
+    del cohort, panel  # numpy arrays from here on (the frames would stay in memory, and in every worker)
     clones = make_clones(data, strategies_of(tte), tte.grace_hours)
     settings = EstimateSettings(short_days=float(outcomes["short_term_days"]), long_days=float(outcomes["long_term_days"]),
                                 truncation_percentile=tte.weight_truncation_percentile,

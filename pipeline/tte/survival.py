@@ -31,10 +31,8 @@ class CountPlan:
     horizon: int
     competing: bool
     sel: np.ndarray  # (n,) bool patient subset (e.g. RRT-eligible)
-    rows: np.ndarray  # rows at risk before the horizon, in row order
-    row_pid: np.ndarray  # their patients
-    hour: np.ndarray  # their hours
-    e1: np.ndarray  # positions (in ``rows``) of event-1 rows
+    rows: np.ndarray  # (R,) bool: at risk before the horizon (one byte a row: 12 plans stay small)
+    e1: np.ndarray  # positions (among the ``rows`` rows) of event-1 rows
     e2: np.ndarray  # positions of event-2 rows
     end_rows: np.ndarray  # rows at risk in the last hour of the decision window (used when horizon > window)
     tail_ok: np.ndarray  # (n,) bool: still at risk after the window (before weights and sample)
@@ -101,10 +99,9 @@ def count_plan(data: TteData, censor: np.ndarray, horizon_hours: int, competing:
     ev = events(data, horizon_hours, competing) if ev is None else ev
     sel = np.ones(data.n, dtype=bool) if patients is None else np.asarray(patients, dtype=bool)
     risk = (data.row_hour < censor[data.row_pid]) & ev.in_horizon
-    rows = np.flatnonzero(risk)
-    return CountPlan(horizon=int(horizon_hours), competing=competing, sel=sel, rows=rows,
-                     row_pid=data.row_pid[rows], hour=data.row_hour[rows], e1=np.flatnonzero(ev.e1[rows]),
-                     e2=np.flatnonzero(ev.e2[rows]), end_rows=np.flatnonzero(risk & ev.is_last_hour),
+    return CountPlan(horizon=int(horizon_hours), competing=competing, sel=sel, rows=risk,
+                     e1=np.flatnonzero(ev.e1[risk]), e2=np.flatnonzero(ev.e2[risk]),
+                     end_rows=np.flatnonzero(risk & ev.is_last_hour),
                      tail_ok=ev.tail_ok & (censor >= data.window_hours), exit_h=ev.exit_h,
                      ev_floor=ev.ev_floor, ev_is_1=ev.ev_is_1)
 
@@ -115,10 +112,11 @@ def counts(plan: CountPlan, data: TteData, row_w: np.ndarray, mult: np.ndarray):
     H = plan.horizon
     W = data.window_hours
     m = mult.astype(float) * plan.sel
-    rw = row_w[plan.rows] * m[plan.row_pid]
-    n_h = np.bincount(plan.hour, rw, minlength=H)[:H]
-    d1 = np.bincount(plan.hour[plan.e1], rw[plan.e1], minlength=H)[:H]
-    d2 = np.bincount(plan.hour[plan.e2], rw[plan.e2], minlength=H)[:H]
+    hour = data.row_hour[plan.rows]
+    rw = row_w[plan.rows] * m[data.row_pid[plan.rows]]
+    n_h = np.bincount(hour, rw, minlength=H)[:H]
+    d1 = np.bincount(hour[plan.e1], rw[plan.e1], minlength=H)[:H]
+    d2 = np.bincount(hour[plan.e2], rw[plan.e2], minlength=H)[:H]
     if H > W:
         # clones still at risk after the decision window: uncensored through its last hour and
         # alive at its end; weight = their weight in the last hour of the window, fixed after

@@ -39,11 +39,11 @@ def _sigmoid(eta: np.ndarray) -> np.ndarray:
     return np.reciprocal(eta, out=eta)
 
 
-def linear_predictor(x: np.ndarray, beta: np.ndarray) -> np.ndarray:
-    """x @ beta, by blocks of rows (see ``newton_logistic``)."""
-    out = np.empty(len(x))
-    for a in range(0, len(x), BLOCK_ROWS):
-        np.matmul(x[a:a + BLOCK_ROWS], beta, out=out[a:a + BLOCK_ROWS])
+def linear_predictor(x: np.ndarray, beta: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """x[rows] @ beta, by blocks of rows (see ``newton_logistic``; no copy of x[rows])."""
+    out = np.empty(len(rows))
+    for a in range(0, len(rows), BLOCK_ROWS):
+        np.matmul(x[rows[a:a + BLOCK_ROWS]], beta, out=out[a:a + BLOCK_ROWS])
     return out
 
 
@@ -91,7 +91,6 @@ class StartRows:
     taken once (``start_rows``) so that a replicate only selects its patients' rows."""
 
     on: np.ndarray  # rows at risk of a first VP start with NE running
-    on_x: np.ndarray  # (len(on), k) their covariates, C-contiguous
     on_y: np.ndarray  # 1.0 = VP started in the hour
     on_pid: np.ndarray  # their patients
     off: np.ndarray  # rows at risk of a first VP start with NE off
@@ -103,8 +102,7 @@ def start_rows(data: TteData) -> StartRows:
     cand = ~data.has_vp_before
     on = np.flatnonzero(cand & (data.ne_rate > 0))
     off = np.flatnonzero(cand & (data.ne_rate <= 0))
-    return StartRows(on=on, on_x=np.ascontiguousarray(data.design[on], dtype=float),
-                     on_y=data.is_vp_start[on].astype(float), on_pid=data.row_pid[on],
+    return StartRows(on=on, on_y=data.is_vp_start[on].astype(float), on_pid=data.row_pid[on],
                      off=off, off_y=data.is_vp_start[off].astype(float), off_pid=data.row_pid[off])
 
 
@@ -120,9 +118,9 @@ def fit_start_probability(data: TteData, mult: np.ndarray | None = None, min_sta
     w_all = np.ones(len(rows.on)) if mult is None else mult[rows.on_pid].astype(float)
     sample = w_all > 0  # the person-hours of the patients in the sample
     if sample.all():
-        x, y, w_on = rows.on_x, rows.on_y, w_all
+        x, y, w_on = data.design[rows.on], rows.on_y, w_all
     else:
-        x, y, w_on = rows.on_x[sample], rows.on_y[sample], w_all[sample]
+        x, y, w_on = data.design[rows.on[sample]], rows.on_y[sample], w_all[sample]
     n_starts = float((y * w_on).sum())
     if n_starts < min_starts:
         raise CensoringModelError(f"{int(n_starts)} VP starts while on NE (the model needs >= {min_starts})")
@@ -156,7 +154,7 @@ def fit_start_probability(data: TteData, mult: np.ndarray | None = None, min_sta
     if not np.all(np.isfinite(beta)):
         raise CensoringModelError("the VP initiation model did not converge")
     p = np.full(len(data.row_pid), np.nan)
-    p[rows.on] = _sigmoid(linear_predictor(rows.on_x, beta))
+    p[rows.on] = _sigmoid(linear_predictor(data.design, beta, rows.on))
     if len(rows.off):
         w_off = np.ones(len(rows.off)) if mult is None else mult[rows.off_pid].astype(float)
         share = float((rows.off_y * w_off).sum() / w_off.sum()) if w_off.sum() > 0 else 0.0
