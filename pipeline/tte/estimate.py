@@ -21,8 +21,8 @@ import numpy as np
 from pipeline.tte.data import TteData
 from pipeline.tte.strategies import at_risk, clone, strategy_id
 from pipeline.tte.survival import CountPlan, aj_cif_curve, count_plan, counts, events, km_risk_curve
-from pipeline.tte.weights import (CensoringModelError, StartRows, cumulative_weights, fit_start_probability,
-                                  log_factors, start_rows)
+from pipeline.tte.weights import (CensoringModelError, StartRows, constrained_rows, cumulative_weights,
+                                  fit_start_probability, log_factors, start_rows)
 
 MEASURES = ("risk_28d", "risk_90d", "rrt_risk_28d")
 
@@ -64,6 +64,7 @@ class Plan:
     per replicate."""
 
     rows: StartRows
+    constrained: tuple[tuple[np.ndarray, np.ndarray], ...]  # per strategy: constrained_rows(kind)
     km: tuple[CountPlan, ...]  # per strategy: death by the long-term horizon
     rrt: tuple[CountPlan, ...]  # per strategy: RRT by the short-term horizon, death competing
 
@@ -71,7 +72,7 @@ class Plan:
 def make_plan(data: TteData, clones: Clones, settings: EstimateSettings) -> Plan:
     short_h, long_h = _horizons(settings)
     deaths, rrts = events(data, long_h), events(data, short_h, competing=True)
-    return Plan(rows=start_rows(data),
+    return Plan(rows=start_rows(data), constrained=tuple(constrained_rows(k) for k in clones.kind),
                 km=tuple(count_plan(data, c, long_h, ev=deaths) for c in clones.censor),
                 rrt=tuple(count_plan(data, c, short_h, competing=True, patients=data.is_rrt_eligible, ev=rrts)
                           for c in clones.censor))
@@ -82,9 +83,10 @@ def _horizons(settings: EstimateSettings) -> tuple[int, int]:
 
 
 def strategy_weights(data: TteData, clones: Clones, settings: EstimateSettings,
-                     mult: np.ndarray, start: np.ndarray | None = None, rows: StartRows | None = None):
+                     mult: np.ndarray, start: np.ndarray | None = None, plan: Plan | None = None):
     """Per strategy (R,) weights (None: not computable), the censoring model's failure reason
-    (None = fitted) and its coefficients."""
+    (None = fitted) and its coefficients. ``plan``: ``make_plan(...)`` if already taken."""
+    rows = plan.rows if plan is not None else None
     if not settings.weighted:
         return [np.ones(len(data.row_pid)) for _ in clones.ids], None, None
     beta = None
@@ -96,9 +98,9 @@ def strategy_weights(data: TteData, clones: Clones, settings: EstimateSettings,
     out: list[np.ndarray | None] = []
     factors = log_factors(p) if p is not None else None
     any_start = None
-    for kind, never in zip(clones.kind, clones.is_never):
+    for s, (kind, never) in enumerate(zip(clones.kind, clones.is_never)):
         if p is not None:
-            out.append(cumulative_weights(data, kind, p, factors))
+            out.append(cumulative_weights(data, kind, p, factors, plan.constrained[s] if plan is not None else None))
             continue
         if any_start is None:
             any_start = bool((data.is_vp_start * mult[data.row_pid]).any()) if len(data.row_pid) else False
@@ -129,7 +131,7 @@ def estimate(data: TteData, clones: Clones, settings: EstimateSettings, mult: np
     ``make_plan(data, clones, settings)`` if already taken."""
     mult = np.ones(data.n) if mult is None else mult
     plan = make_plan(data, clones, settings) if plan is None else plan
-    weights, reason, beta = strategy_weights(data, clones, settings, mult, start, plan.rows)
+    weights, reason, beta = strategy_weights(data, clones, settings, mult, start, plan)
     short_h, long_h = _horizons(settings)
     out = np.full((len(clones.ids), len(MEASURES)), np.nan)
     curves = []

@@ -171,17 +171,27 @@ def log_factors(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cumulative_weights(data: TteData, kind: np.ndarray, p: np.ndarray,
-                       factors: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+                       factors: tuple[np.ndarray, np.ndarray] | None = None,
+                       rows: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """(R,) the clone's cumulative inverse probability of remaining uncensored through each
     hour (meaningful on the hours it is at risk). ``factors``: ``log_factors(p)`` if already
-    computed (they are shared by every strategy)."""
+    computed (they are shared by every strategy); ``rows``: ``constrained_rows(kind)`` if
+    already taken (they do not depend on the bootstrap sample)."""
     no_start, start = log_factors(p) if factors is None else factors
-    logw = np.where(kind == MUST_NOT, no_start, 0.0)
-    must = np.flatnonzero(kind == MUST)
+    must_not, must = constrained_rows(kind) if rows is None else rows
+    logw = np.where(must_not, no_start, 0.0)
     logw[must] = start[must]
     np.cumsum(logw, out=logw)
     # grouped cumulative sum: subtract the total before each patient's first row
-    before = np.concatenate([[0.0], logw])[data.row_start]
-    counts = np.diff(np.append(data.row_start, len(logw)))
-    logw -= np.repeat(before, counts)
+    first = data.row_start
+    before = np.zeros(len(first))
+    inside = (first > 0) & (first <= len(logw))
+    before[inside] = logw[first[inside] - 1]
+    logw -= np.repeat(before, np.diff(np.append(first, len(logw))))
     return np.exp(logw, out=logw)
+
+
+def constrained_rows(kind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(R,) bool rows where a start is forbidden, and the indices of the rows where one is
+    required, of a strategy's row kinds."""
+    return kind == MUST_NOT, np.flatnonzero(kind == MUST)
