@@ -20,7 +20,7 @@ import numpy as np
 
 from pipeline.tte.data import TteData
 from pipeline.tte.strategies import at_risk, clone, strategy_id
-from pipeline.tte.survival import CountPlan, aj_cif_curve, count_plan, counts, events, km_risk_curve
+from pipeline.tte.survival import CountPlan, add_tail, aj_cif_curve, count_plan, counts, events, km_risk_curve
 from pipeline.tte.weights import (CensoringModelError, StartRows, constrained_rows, cumulative_weights,
                                   fit_start_probability, log_factors, start_rows)
 
@@ -126,11 +126,21 @@ class Estimate:
 
 
 def estimate(data: TteData, clones: Clones, settings: EstimateSettings, mult: np.ndarray | None = None,
-             start: np.ndarray | None = None, plan: Plan | None = None) -> Estimate:
+             start: np.ndarray | None = None, plan: Plan | None = None, keep_weights: bool = True) -> Estimate:
     """Every strategy's MEASURES on the sample ``mult`` (see module docs). ``plan``:
-    ``make_plan(data, clones, settings)`` if already taken."""
+    ``make_plan(data, clones, settings)`` if already taken. ``keep_weights=False`` (bootstrap
+    replicates): only the values are needed, computed by row blocks (``_blocked_values``)
+    without the per-strategy weight arrays (``weights`` and ``risk_curves`` are then empty)."""
     mult = np.ones(data.n) if mult is None else mult
     plan = make_plan(data, clones, settings) if plan is None else plan
+    if (not keep_weights and settings.weighted and settings.truncation_percentile >= 100 and data.n
+            and len(data.row_pid)):
+        try:
+            p, beta = fit_start_probability(data, mult, settings.min_starts, start, plan.rows)
+        except CensoringModelError:
+            pass  # the general path below gives the reason and the strategies still computable
+        else:
+            return Estimate(_blocked_values(data, clones, settings, mult, p, plan), None, beta, [], [])
     weights, reason, beta = strategy_weights(data, clones, settings, mult, start, plan)
     short_h, long_h = _horizons(settings)
     out = np.full((len(clones.ids), len(MEASURES)), np.nan)
@@ -150,6 +160,103 @@ def estimate(data: TteData, clones: Clones, settings: EstimateSettings, mult: np
     return Estimate(out, reason, beta, weights, curves)
 
 
+# Person-hours per block of _blocked_values: ~20 arrays of a block (256 KB each) stay in the
+# cache; measured at 10k/30k stays: 8192 rows pays Python overhead per block, 32768-131072 alike.
+VALUE_BLOCK_ROWS = 32768
+
+
+def _row_blocks(data: TteData, size: int = VALUE_BLOCK_ROWS) -> np.ndarray:
+    """Row boundaries of blocks of about ``size`` person-hours that start at a patient's first
+    row (a patient's rows are never split)."""
+    R = len(data.row_pid)
+    after = np.searchsorted(data.row_start, np.arange(size, R, size))  # first patient starting at/after each cut
+    first = data.row_start[after[after < data.n]]
+    return np.unique(np.concatenate([[0], first, [R]]).astype(np.int64))
+
+
+def _blocked_values(data: TteData, clones: Clones, settings: EstimateSettings, mult: np.ndarray,
+                    p: np.ndarray, plan: Plan) -> np.ndarray:
+    """``estimate(...).values`` given the start probabilities ``p``, by blocks of whole patients'
+    rows: each block's weights, products and hourly sums stay in the CPU cache for all the
+    strategies (the whole-array path makes ~15 passes over the person-hours per strategy,
+    which at 30k-100k stays no longer fit in the cache and slowed per-row cost with size).
+    Same arithmetic as ``cumulative_weights`` + ``counts``, except the cumulative sums restart
+    at each block (rounding differences ~1e-15)."""
+    short_h, long_h = _horizons(settings)
+    S, n, W = len(clones.ids), data.n, data.window_hours
+    no_start, start = log_factors(p)
+    bounds = _row_blocks(data)
+    pat = np.searchsorted(data.row_start, bounds)  # first patient of each block
+    cut = lambda rows: np.searchsorted(rows, bounds)  # noqa: E731 - block slices of sorted row indices
+    must = [cut(c[1]) for c in plan.constrained]
+    km_cuts = [(cut(k.e1_rows), cut(k.end_rows)) for k in plan.km]
+    rrt_cuts = [(cut(r.e1_rows), cut(r.e2_rows), cut(r.end_rows)) for r in plan.rrt]
+    n_km = [np.zeros(k.horizon) for k in plan.km]
+    d_km = [np.zeros(k.horizon) for k in plan.km]
+    n_rr = [np.zeros(r.horizon) for r in plan.rrt]
+    d1_rr = [np.zeros(r.horizon) for r in plan.rrt]
+    d2_rr = [np.zeros(r.horizon) for r in plan.rrt]
+    end_km, end_rr = np.zeros((S, n)), np.zeros((S, n))
+    sel_rrt = plan.rrt[0].sel if S else np.ones(n, dtype=bool)
+    for b in range(len(bounds) - 1):
+        r0, r1 = int(bounds[b]), int(bounds[b + 1])
+        if r1 <= r0:
+            continue
+        hour = data.row_hour[r0:r1]
+        pid = data.row_pid[r0:r1]
+        m_all = mult[pid].astype(float)
+        m_rrt = m_all * sel_rrt[pid]
+        a, z = no_start[r0:r1], start[r0:r1]
+        first = data.row_start[pat[b]:pat[b + 1]] - r0
+        counts_b = np.diff(np.append(first, r1 - r0))
+        later = first > 0
+        for s in range(S):
+            must_not, must_rows = plan.constrained[s]
+            lw = np.where(must_not[r0:r1], a, 0.0)
+            mi = must_rows[must[s][b]:must[s][b + 1]] - r0
+            lw[mi] = z[mi]
+            np.cumsum(lw, out=lw)
+            before = np.zeros(len(first))
+            before[later] = lw[first[later] - 1]
+            lw -= np.repeat(before, counts_b)
+            w = np.exp(lw, out=lw)
+            # death by the long-term horizon
+            k = plan.km[s]
+            e1c, endc = km_cuts[s]
+            wm = w * m_all
+            rows = k.rows[r0:r1]
+            n_km[s] += np.bincount(hour[rows], wm[rows], minlength=k.horizon)[:k.horizon]
+            e = k.e1_rows[e1c[b]:e1c[b + 1]] - r0
+            d_km[s] += np.bincount(hour[e], wm[e], minlength=k.horizon)[:k.horizon]
+            e = k.end_rows[endc[b]:endc[b + 1]] - r0
+            end_km[s, pid[e]] = w[e]
+            # RRT with death competing, RRT-eligible patients
+            r = plan.rrt[s]
+            e1c, e2c, endc = rrt_cuts[s]
+            wm = w * m_rrt
+            rows = r.rows[r0:r1]
+            n_rr[s] += np.bincount(hour[rows], wm[rows], minlength=r.horizon)[:r.horizon]
+            e = r.e1_rows[e1c[b]:e1c[b + 1]] - r0
+            d1_rr[s] += np.bincount(hour[e], wm[e], minlength=r.horizon)[:r.horizon]
+            e = r.e2_rows[e2c[b]:e2c[b + 1]] - r0
+            d2_rr[s] += np.bincount(hour[e], wm[e], minlength=r.horizon)[:r.horizon]
+            e = r.end_rows[endc[b]:endc[b + 1]] - r0
+            end_rr[s, pid[e]] = w[e]
+    out = np.full((S, len(MEASURES)), np.nan)
+    for s in range(S):
+        k, r = plan.km[s], plan.rrt[s]
+        if k.horizon > W:
+            add_tail(k, data, end_km[s], mult.astype(float) * k.sel, n_km[s], d_km[s], np.zeros(k.horizon))
+        if r.horizon > W:
+            add_tail(r, data, end_rr[s], mult.astype(float) * r.sel, n_rr[s], d1_rr[s], d2_rr[s])
+        risk = km_risk_curve(n_km[s], d_km[s])
+        out[s, 0] = risk[short_h - 1]
+        out[s, 1] = risk[long_h - 1]
+        if n_rr[s][0] > 0:
+            out[s, 2] = aj_cif_curve(n_rr[s], d1_rr[s], d2_rr[s])[short_h - 1]
+    return out
+
+
 # ------------------------------------------------------------------ bootstrap (process pool)
 _STATE: dict = {}
 
@@ -165,7 +272,7 @@ def _replicate(seed: np.random.SeedSequence) -> np.ndarray:
     start = _STATE["start"]
     if start is None:  # the point estimate had no censoring model: start from zero
         start = np.zeros(data.design.shape[1])
-    return estimate(data, clones, settings, mult, start=start, plan=_STATE["plan"]).values
+    return estimate(data, clones, settings, mult, start=start, plan=_STATE["plan"], keep_weights=False).values
 
 
 def bootstrap(data: TteData, clones: Clones, settings: EstimateSettings, n_replicates: int, seed: int,

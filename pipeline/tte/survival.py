@@ -34,6 +34,8 @@ class CountPlan:
     rows: np.ndarray  # (R,) bool: at risk before the horizon (one byte a row: 12 plans stay small)
     e1: np.ndarray  # positions (among the ``rows`` rows) of event-1 rows
     e2: np.ndarray  # positions of event-2 rows
+    e1_rows: np.ndarray  # the event-1 rows themselves (row indices)
+    e2_rows: np.ndarray
     end_rows: np.ndarray  # rows at risk in the last hour of the decision window (used when horizon > window)
     tail_ok: np.ndarray  # (n,) bool: still at risk after the window (before weights and sample)
     exit_h: np.ndarray  # (n,) last hour at risk after the window
@@ -101,6 +103,7 @@ def count_plan(data: TteData, censor: np.ndarray, horizon_hours: int, competing:
     risk = (data.row_hour < censor[data.row_pid]) & ev.in_horizon
     return CountPlan(horizon=int(horizon_hours), competing=competing, sel=sel, rows=risk,
                      e1=np.flatnonzero(ev.e1[risk]), e2=np.flatnonzero(ev.e2[risk]),
+                     e1_rows=np.flatnonzero(risk & ev.e1), e2_rows=np.flatnonzero(risk & ev.e2),
                      end_rows=np.flatnonzero(risk & ev.is_last_hour),
                      tail_ok=ev.tail_ok & (censor >= data.window_hours), exit_h=ev.exit_h,
                      ev_floor=ev.ev_floor, ev_is_1=ev.ev_is_1)
@@ -118,27 +121,34 @@ def counts(plan: CountPlan, data: TteData, row_w: np.ndarray, mult: np.ndarray):
     d1 = np.bincount(hour[plan.e1], rw[plan.e1], minlength=H)[:H]
     d2 = np.bincount(hour[plan.e2], rw[plan.e2], minlength=H)[:H]
     if H > W:
-        # clones still at risk after the decision window: uncensored through its last hour and
-        # alive at its end; weight = their weight in the last hour of the window, fixed after
         w_end = np.zeros(data.n)
         w_end[data.row_pid[plan.end_rows]] = row_w[plan.end_rows]
-        ok = plan.tail_ok & (w_end > 0) & (m > 0)
-        w = (w_end * m)[ok]
-        stop = np.minimum(plan.exit_h[ok], H - 1)
-        live = stop >= W
-        diff = np.zeros(H + 1)
-        diff[W] = w[live].sum()
-        np.add.at(diff, stop[live] + 1, -w[live])
-        n_h[W:] += np.cumsum(diff)[W:H]
-        ev = plan.ev_floor[ok]
-        is_ev = ev >= 0
-        if plan.competing:
-            one = plan.ev_is_1[ok][is_ev]
-            d1 += np.bincount(ev[is_ev][one], w[is_ev][one], minlength=H)[:H]
-            d2 += np.bincount(ev[is_ev][~one], w[is_ev][~one], minlength=H)[:H]
-        else:
-            d1 += np.bincount(ev[is_ev], w[is_ev], minlength=H)[:H]
+        add_tail(plan, data, w_end, m, n_h, d1, d2)
     return n_h, d1, d2
+
+
+def add_tail(plan: CountPlan, data: TteData, w_end: np.ndarray, m: np.ndarray, n_h: np.ndarray, d1: np.ndarray,
+             d2: np.ndarray) -> None:
+    """Add to the hourly counts (in place) the clones still at risk after the decision window:
+    uncensored through its last hour and alive at its end; weight = their weight in the last
+    hour of the window (``w_end``, (n,)), fixed after; ``m`` = multiplicity x patient subset."""
+    H, W = plan.horizon, data.window_hours
+    ok = plan.tail_ok & (w_end > 0) & (m > 0)
+    w = (w_end * m)[ok]
+    stop = np.minimum(plan.exit_h[ok], H - 1)
+    live = stop >= W
+    diff = np.zeros(H + 1)
+    diff[W] = w[live].sum()
+    np.add.at(diff, stop[live] + 1, -w[live])
+    n_h[W:] += np.cumsum(diff)[W:H]
+    ev = plan.ev_floor[ok]
+    is_ev = ev >= 0
+    if plan.competing:
+        one = plan.ev_is_1[ok][is_ev]
+        d1 += np.bincount(ev[is_ev][one], w[is_ev][one], minlength=H)[:H]
+        d2 += np.bincount(ev[is_ev][~one], w[is_ev][~one], minlength=H)[:H]
+    else:
+        d1 += np.bincount(ev[is_ev], w[is_ev], minlength=H)[:H]
 
 
 def hourly_counts(data: TteData, censor: np.ndarray, row_w: np.ndarray, mult: np.ndarray, horizon_hours: int,
