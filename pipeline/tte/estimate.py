@@ -6,9 +6,14 @@ with death competing (weighted Aalen-Johansen), with the censoring model fitted 
 described by ``mult`` (patient multiplicities: ones for the point estimate, multinomial counts
 for a bootstrap replicate, so each replicate refits the weights without copying data).
 
+``make_plan`` takes once what does not depend on the sample (the censoring model's rows, each
+strategy's constrained rows and count rows); a replicate then refits the model and, needing
+only the values, computes weights and hourly sums by blocks of patients' rows that stay in the
+CPU cache (``_blocked_values``), so its cost grows with the person-hours and nothing else.
+
 ``bootstrap(...)`` runs the replicates over ``bootstrap_workers`` processes
-(concurrent.futures); replicate b uses its own seed spawned from ``bootstrap_seed``, so the
-result does not depend on the number of workers.
+(concurrent.futures, one replicate per task); replicate b uses its own seed spawned from
+``bootstrap_seed``, so the result does not depend on the number of workers.
 """
 
 from __future__ import annotations
