@@ -105,6 +105,18 @@ def _filled(values: np.ndarray, name: str, cols: list, names: list) -> None:
         names.append(f"{name}_not_charted")
 
 
+def _stack_columns(cols: list[np.ndarray], block: int = 4096) -> np.ndarray:
+    """np.column_stack(cols) (C order), filled by blocks of rows that stay in the CPU cache
+    (column_stack writes each column with a stride over the whole matrix: ~5x slower on a
+    million rows)."""
+    out = np.empty((len(cols[0]), len(cols)))
+    for a in range(0, len(out), block):
+        part = out[a:a + block]
+        for j, col in enumerate(cols):
+            part[:, j] = col[a:a + block]
+    return out
+
+
 def prepare(cohort: pl.DataFrame, panel: pl.DataFrame, window_hours: float,
             baseline_covariates: list[str]) -> TteData:
     """Eligible patients and their person-hours (see module docs)."""
@@ -125,15 +137,21 @@ def prepare(cohort: pl.DataFrame, panel: pl.DataFrame, window_hours: float,
         .sort("stay_id")
     )
     n = eligible.height
-    pid = dict(zip(eligible["stay_id"].to_list(), range(n)))
-    rows = (
-        panel.filter(pl.col("stay_id").is_in(eligible["stay_id"].implode()) & (pl.col("hour") < window))
-        .join(eligible.select("stay_id", "fu_h"), on="stay_id")
-        .filter(pl.col("hour") < pl.col("fu_h"))  # follow-up ended (administrative)
-        .sort("stay_id", "hour")
-    )
-    row_pid = rows["stay_id"].replace_strict(pid, return_dtype=pl.Int64).to_numpy() if rows.height else np.zeros(0, np.int64)
+    rows = panel.select(PANEL_COLUMNS).filter(pl.col("stay_id").is_in(eligible["stay_id"].implode())
+                                              & (pl.col("hour") < window))
+    # patient index of each row by binary search in the sorted eligible ids, the rows before the
+    # end of follow-up (administrative) and patient-then-hour order, in numpy: a hash join of
+    # the panel with the cohort and a sort of the result grew faster than the rows
+    row_pid = np.searchsorted(eligible["stay_id"].to_numpy(), rows["stay_id"].to_numpy()).astype(np.int64)
     row_hour = rows["hour"].to_numpy().astype(np.int64)
+    under = row_hour < eligible["fu_h"].to_numpy()[row_pid]
+    dp, dh = np.diff(row_pid[under]), np.diff(row_hour[under])
+    if not ((dp > 0) | ((dp == 0) & (dh > 0))).all():
+        take = np.flatnonzero(under)
+        take = take[np.lexsort((row_hour[take], row_pid[take]))]
+        rows, row_pid, row_hour = rows[take], row_pid[take], row_hour[take]
+    elif not under.all():
+        rows, row_pid, row_hour = rows.filter(pl.Series(under)), row_pid[under], row_hour[under]
     has_rows = np.zeros(n, dtype=bool)
     has_rows[row_pid] = True
     row_start = np.searchsorted(row_pid, np.arange(n))
@@ -171,7 +189,7 @@ def prepare(cohort: pl.DataFrame, panel: pl.DataFrame, window_hours: float,
     for cov in baseline_covariates:
         values = eligible[cov].cast(pl.Float64).fill_null(np.nan).to_numpy()
         _filled(values[row_pid], cov, cols, names)
-    design = np.column_stack(cols) if rows.height else np.zeros((0, len(names)))
+    design = _stack_columns(cols) if rows.height else np.zeros((0, len(names)))
     if n and not has_rows.all():
         notes.append(f"{int((~has_rows).sum())} eligible patients have no person-hour under follow-up")
     return TteData(

@@ -19,7 +19,7 @@ import numpy as np
 from pipeline.atomic import write_text_atomic
 from pipeline.config import StudyConfig
 from pipeline.tte.data import TteData, load_inputs, prepare
-from pipeline.tte.estimate import EstimateSettings, bootstrap, estimate, make_clones
+from pipeline.tte.estimate import EstimateSettings, bootstrap, estimate, make_clones, make_plan
 from pipeline.tte.strategies import at_risk, strategies_of
 
 TTE_FILE = "tte.json"
@@ -134,16 +134,18 @@ def run_tte(cohort_path: Path, out_dir: Path, config: StudyConfig, n_bootstrap: 
     workers = tte.bootstrap_workers if workers is None else int(workers)
     cohort, panel = load_inputs(cohort_path)
     data = prepare(cohort, panel, tte.decision_window_hours, list(tte.censoring_baseline_covariates))
+    del cohort, panel  # numpy arrays from here on (the frames would stay in memory, and in every worker)
     clones = make_clones(data, strategies_of(tte), tte.grace_hours)
     settings = EstimateSettings(short_days=float(outcomes["short_term_days"]), long_days=float(outcomes["long_term_days"]),
                                 truncation_percentile=tte.weight_truncation_percentile,
                                 min_starts=tte.positivity_min_initiators)
-    est = estimate(data, clones, settings)
+    plan = make_plan(data, clones, settings)
+    est = estimate(data, clones, settings, plan=plan)
     diag, per, warnings = _diagnostics(data, clones, est, tte.positivity_min_following, tte.positivity_min_initiators)
     estimable = [p["reason"] is None and np.all(np.isfinite(est.values[s, :2])) for s, p in enumerate(per)]
     boots = np.full((0, len(clones.ids), 3), np.nan)
     if any(estimable) and n_boot > 0:
-        boots = bootstrap(data, clones, settings, n_boot, tte.bootstrap_seed, workers, est.coefficients)
+        boots = bootstrap(data, clones, settings, n_boot, tte.bootstrap_seed, workers, est.coefficients, plan)
     n_failed = int(np.isnan(boots[:, :, 0]).all(axis=1).sum()) if len(boots) else 0
     if n_failed:
         warnings.append(f"{n_failed} of {len(boots)} bootstrap replicates could not fit the censoring model")
