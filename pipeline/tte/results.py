@@ -18,6 +18,7 @@ import numpy as np
 
 from pipeline.atomic import write_text_atomic
 from pipeline.config import StudyConfig
+from pipeline.parallel import one_blas_thread
 from pipeline.tte.data import TteData, load_inputs, prepare
 from pipeline.tte.estimate import EstimateSettings, bootstrap, estimate, make_clones, make_plan
 from pipeline.tte.strategies import at_risk, strategies_of
@@ -139,13 +140,17 @@ def run_tte(cohort_path: Path, out_dir: Path, config: StudyConfig, n_bootstrap: 
     settings = EstimateSettings(short_days=float(outcomes["short_term_days"]), long_days=float(outcomes["long_term_days"]),
                                 truncation_percentile=tte.weight_truncation_percentile,
                                 min_starts=tte.positivity_min_initiators)
-    plan = make_plan(data, clones, settings)
-    est = estimate(data, clones, settings, plan=plan)
-    diag, per, warnings = _diagnostics(data, clones, est, tte.positivity_min_following, tte.positivity_min_initiators)
-    estimable = [p["reason"] is None and np.all(np.isfinite(est.values[s, :2])) for s, p in enumerate(per)]
-    boots = np.full((0, len(clones.ids), 3), np.nan)
-    if any(estimable) and n_boot > 0:
-        boots = bootstrap(data, clones, settings, n_boot, tte.bootstrap_seed, workers, est.coefficients, plan)
+    # One BLAS thread in this process and in the forked bootstrap workers (pipeline.parallel):
+    # the two workers are what use the two cores.
+    with one_blas_thread():
+        plan = make_plan(data, clones, settings)
+        est = estimate(data, clones, settings, plan=plan)
+        diag, per, warnings = _diagnostics(data, clones, est, tte.positivity_min_following,
+                                           tte.positivity_min_initiators)
+        estimable = [p["reason"] is None and np.all(np.isfinite(est.values[s, :2])) for s, p in enumerate(per)]
+        boots = np.full((0, len(clones.ids), 3), np.nan)
+        if any(estimable) and n_boot > 0:
+            boots = bootstrap(data, clones, settings, n_boot, tte.bootstrap_seed, workers, est.coefficients, plan)
     n_failed = int(np.isnan(boots[:, :, 0]).all(axis=1).sum()) if len(boots) else 0
     if n_failed:
         warnings.append(f"{n_failed} of {len(boots)} bootstrap replicates could not fit the censoring model")
