@@ -4,19 +4,7 @@ from __future__ import annotations
 
 import pandera.polars as pa
 
-AUDIT_RULE_IDS = [
-    "vp_max_dose",
-    "vp_monotherapy",
-    "vp_delayed",
-    "vp_missed",
-    "wean_order",
-    "dopamine_use",
-    "phenylephrine_first",
-    "hydrocortisone",
-    "arterial_line",
-    "fluids_30ml_kg",
-    "map_below_65",
-]
+from schemas.audit_rules import AUDIT_RULE_IDS  # re-exported: the model and its allowed values
 
 
 class AuditSchema(pa.DataFrameModel):

@@ -23,7 +23,7 @@ from pipeline.concepts import load_concepts, register_concept_tables
 from pipeline.config import StudyConfig
 from pipeline.errors import ConfigError, VasoflowError
 from pipeline.sqlbuild import build_relations
-from schemas.audit import AUDIT_RULE_IDS
+from schemas.audit_rules import AUDIT_RULE_IDS
 
 # Fixed rule ids (vasoflow issue 5), in report order: defined once, with the output model.
 AUDIT_RULES: tuple[str, ...] = tuple(AUDIT_RULE_IDS)
