@@ -47,3 +47,17 @@ def test_a_figure_left_out_of_the_final_data_is_never_drawn(monkeypatch):
         kept = _hist([11, 12, 13])
         out = figures.draw_deferred({"img": kept})
     assert len(calls) == 1 and out["img"].startswith("data:image/png;base64,")
+
+
+def test_figures_drawn_on_worker_processes_are_the_same_bytes():
+    """Issue 16: with several figures, draw_deferred draws them on forked workers; the report
+    must not depend on how many there were."""
+    heights = [[i, i + 1, i + 2] for i in range(1, 1 + figures.MIN_FIGURES_PER_POOL)]
+    results = []
+    for workers in (1, 2):
+        with figures.deferred_figures():
+            data = {"imgs": [_hist(h) for h in heights]}
+            results.append(figures.draw_deferred(data, workers=workers))
+    assert results[0] == results[1]
+    assert all(img.startswith("data:image/png;base64,") for img in results[0]["imgs"])
+    assert len(set(results[0]["imgs"])) == len(heights)

@@ -32,6 +32,7 @@ import polars as pl
 from pipeline.atomic import write_text_atomic
 from pipeline.config import StudyConfig
 from pipeline.errors import ConfigError
+from pipeline.parallel import worker_count
 from pipeline.report import answer, figures, sections
 from pipeline.report.suppress import CellPolicy, ReportCounts
 from pipeline.resources import resource_dir
@@ -95,7 +96,7 @@ def assemble(out_dir: Path, config: StudyConfig, truth_path: Path | None = None)
                 break
             withheld |= more
         # the pairwise rule holds whatever the number of passes
-        return figures.draw_deferred(registry.resolve(data))
+        return figures.draw_deferred(registry.resolve(data), workers=worker_count())
 
 
 def _guarded(build, *args) -> dict:

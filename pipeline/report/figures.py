@@ -14,8 +14,10 @@ import dataclasses
 import functools
 import hashlib
 import io
+import multiprocessing
 import pickle
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +53,8 @@ _STYLE = {
 # still holds, each distinct one once.
 _PENDING: dict[str, tuple[Callable[..., str], tuple, dict]] | None = None
 _MARK = "\ue001figure:"
+# Fewer figures than this are drawn in the calling process (forking costs more than it saves).
+MIN_FIGURES_PER_POOL = 6
 
 
 @contextmanager
@@ -75,33 +79,46 @@ def _deferrable(draw: Callable[..., str]) -> Callable[..., str]:
     return deferred
 
 
-def draw_deferred(data: Any) -> Any:
-    """``data`` with every figure placeholder replaced by its drawn figure (called inside the
-    ``deferred_figures()`` block that made them; each distinct figure is drawn once)."""
-    assert _PENDING is not None, "draw_deferred outside deferred_figures()"
-    drawn: dict[str, str] = {}
+def _draw_pending(key: str) -> str:
+    draw, args, kwargs = _PENDING[key]
+    return draw(*args, **kwargs)
 
-    def walk(obj: Any) -> Any:
+
+def _draw_all(keys: list[str], workers: int) -> dict[str, str]:
+    """Draw the figures ``keys`` of ``_PENDING``, on ``workers`` forked processes when there are
+    enough of them to pay for it (a fork inherits matplotlib and the pending arguments, so a
+    worker starts in milliseconds; the PNG bytes are the same in any process)."""
+    if workers > 1 and len(keys) >= MIN_FIGURES_PER_POOL and "fork" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            return dict(zip(keys, pool.map(_draw_pending, keys)))
+    return {key: _draw_pending(key) for key in keys}
+
+
+def draw_deferred(data: Any, workers: int = 1) -> Any:
+    """``data`` with every figure placeholder replaced by its drawn figure (called inside the
+    ``deferred_figures()`` block that made them; each distinct figure is drawn once, on up to
+    ``workers`` processes)."""
+    assert _PENDING is not None, "draw_deferred outside deferred_figures()"
+    keys: dict[str, None] = {}
+
+    def walk(obj: Any, visit) -> Any:
         if isinstance(obj, str):
-            if obj.startswith(_MARK):
-                key = obj[len(_MARK):-1]
-                if key not in drawn:
-                    draw, args, kwargs = _PENDING[key]
-                    drawn[key] = draw(*args, **kwargs)
-                return drawn[key]
-            return obj
+            return visit(obj[len(_MARK):-1]) if obj.startswith(_MARK) else obj
         if isinstance(obj, Mapping):
-            return {k: walk(v) for k, v in obj.items()}
+            return {k: walk(v, visit) for k, v in obj.items()}
         if isinstance(obj, list):
-            return [walk(v) for v in obj]
+            return [walk(v, visit) for v in obj]
         if isinstance(obj, tuple):
-            return tuple(walk(v) for v in obj)
+            return tuple(walk(v, visit) for v in obj)
         if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-            return dataclasses.replace(obj, **{f.name: walk(getattr(obj, f.name))
+            return dataclasses.replace(obj, **{f.name: walk(getattr(obj, f.name), visit)
                                                for f in dataclasses.fields(obj) if f.init})
         return obj
 
-    return walk(data)
+    walk(data, lambda key: keys.setdefault(key))  # the figures the final data still shows
+    drawn = _draw_all(list(keys), workers)
+    return walk(data, drawn.__getitem__)
 
 
 def _png(fig, dpi: int) -> str:
