@@ -197,7 +197,7 @@ def _validate(con, table: RawTable, schema, chunk_rows: int) -> None:
     while start < max_row:
         frame = pl.from_arrow(con.execute(
             f"SELECT {cols} FROM {raw} r {join} WHERE r.source_row > ? AND r.source_row <= ? "
-            f"AND len(r._type_errors) = 0 ORDER BY r.source_row", [start, start + chunk_rows]).to_arrow_table())
+            f"AND r._type_errors IS NULL ORDER BY r.source_row", [start, start + chunk_rows]).to_arrow_table())
         if frame.height:
             _validate_frame(con, table.name, schema, frame, column_of=_rule_column)
         start += chunk_rows

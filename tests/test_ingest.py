@@ -156,6 +156,29 @@ def test_single_unparseable_value_is_quarantined_with_its_row(tmp_path, demo_dir
     assert (ice.rows_read, ice.rows_loaded, ice.rows_quarantined) == (140, 139, 1)
 
 
+def test_every_unparseable_value_of_a_row_is_quarantined(tmp_path, demo_dir, study_config):
+    """A row with two bad values: both are recorded (the cast step lists all of them, not the
+    first), the row counts once in the ledger, and the other rows have none."""
+    src = _copy_source(demo_dir, tmp_path / "src")
+
+    def break_two(lines):
+        fields = lines[7].split(",")
+        fields[2] = "30000x"  # icustays.stay_id of data row 7
+        fields[5] = "2154-01-01 10:00+01:00"  # icustays.intime with a zone
+        return lines[:7] + [",".join(fields)] + lines[8:]
+
+    _rewrite(src / "icu" / "icustays.csv.gz", break_two)
+    result = ingest(src, tmp_path / "db.duckdb", study_config)
+    con = duckdb.connect(str(result.db_path), read_only=True)
+    rows = con.execute(
+        "SELECT source_row, rule, column_name, value FROM quarantine WHERE table_name = 'icustays' ORDER BY column_name"
+    ).fetchall()
+    assert rows == [(7, "conformance.type", "intime", "2154-01-01 10:00+01:00"),
+                    (7, "conformance.type", "stay_id", "30000x")]
+    ice = {t.table: t for t in result.tables}["icustays"]
+    assert (ice.rows_read, ice.rows_loaded, ice.rows_quarantined) == (140, 139, 1)
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input: one line naming file and problem, exit 2, no traceback, nothing half-written
 # ---------------------------------------------------------------------------------------------
