@@ -37,8 +37,8 @@ import polars as pl
 
 from pipeline.concepts import Concepts, register_concept_tables
 from pipeline.errors import ConfigError, InputFileError
-from pipeline.resources import resource_dir
-from pipeline.sqlbuild import build_relations, sql_dir
+from pipeline.sources import default_eicu_config_path, eicu_sql_root  # noqa: F401  (re-exported)
+from pipeline.sqlbuild import build_relations
 from schemas.eicu import EICU_LOAD_ORDER, EICU_TABLES, RULE_COLUMN, STAY_KNOWN, build_eicu_schema, dose_schema
 from schemas.raw import RAW_TABLES, SOURCE_SUFFIXES, RawTable, empty_table_sql, find_table_file
 
@@ -57,14 +57,6 @@ EMPTY_CONFORMED = ("labevents", "d_items", "prescriptions", "emar")
 # marts report those rules "not assessable" instead of "fail".
 AUDIT_NOT_RECORDED = ("audit_crystalloids", "audit_arterial_line")
 FIRST_RELATION = "stg_eicu__infusiondrug"
-
-
-def eicu_sql_root() -> Path:
-    return sql_dir() / "sources" / "eicu"
-
-
-def default_eicu_config_path() -> Path:
-    return resource_dir("config") / "eicu.toml"
 
 
 @dataclass(frozen=True)

@@ -336,13 +336,10 @@ def eicu_fingerprint() -> str:
     sql/sources/eicu/ (run inside the ingest, so not covered by the downstream 'sql' resource)."""
     import tomllib
 
-    from pipeline.resources import resource_dir
+    from pipeline import sources  # not pipeline.eicu: that imports the validation schemas
 
-    # The paths of pipeline.eicu (default_eicu_config_path, eicu_sql_root), named here so that
-    # computing a key imports no validation code (tests/test_fingerprint.py checks they agree).
-    raw = tomllib.loads((resource_dir("config") / "eicu.toml").read_text(encoding="utf-8"))
-    sql_root = resource_dir("sql") / "sources" / "eicu"
-    return digest_json({"config": raw, "sql": tree_fingerprint([sql_root], (".sql", ".toml"))})
+    raw = tomllib.loads(sources.default_eicu_config_path().read_text(encoding="utf-8"))
+    return digest_json({"config": raw, "sql": tree_fingerprint([sources.eicu_sql_root()], (".sql", ".toml"))})
 
 
 def downstream_key(step: str, upstream: Mapping[str, str], config: StudyConfig, module: str,

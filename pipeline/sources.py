@@ -20,11 +20,20 @@ SOURCE_FORMATS = ("mimic", "eicu")
 FORMAT_ENV = "VASOFLOW_SOURCE_FORMAT"
 
 
+# Where the eICU settings and SQL live. Defined here, not in pipeline.eicu (which re-exports
+# them), so that detecting the layout and computing the ingest key import no validation code
+# (pandera took ~1-3 s of every run's start; issue 16).
+def default_eicu_config_path() -> Path:
+    return resource_dir("config") / "eicu.toml"
+
+
+def eicu_sql_root() -> Path:
+    return resource_dir("sql") / "sources" / "eicu"
+
+
 def eicu_marker_tables() -> list[str]:
-    """The tables whose presence marks an eICU folder (config/eicu.toml [layout].marker_tables).
-    Read here, not in pipeline.eicu, so that detecting the layout imports no validation code
-    (pandera took ~1-3 s of every run's start)."""
-    raw = tomllib.loads((resource_dir("config") / "eicu.toml").read_text(encoding="utf-8"))
+    """The tables whose presence marks an eICU folder (config/eicu.toml [layout].marker_tables)."""
+    raw = tomllib.loads(default_eicu_config_path().read_text(encoding="utf-8"))
     return [str(t).lower() for t in raw["layout"]["marker_tables"]]
 
 

@@ -70,7 +70,7 @@ def test_every_eicu_file_is_portable(relation, dialect):
 def test_the_ingest_cache_key_covers_the_eicu_sql_and_config(tmp_path, monkeypatch):
     import shutil
 
-    import pipeline.eicu as eicu_module
+    import pipeline.sources as eicu_module  # where the paths are defined (pipeline.eicu re-exports them)
     from pipeline.fingerprint import eicu_fingerprint
 
     copy = tmp_path / "eicu"

@@ -243,16 +243,6 @@ def test_real_ingest_of_a_file_replaced_mid_read_stores_nothing_and_the_next_run
     assert ledger["inputevents"]["rows_read"] == {t.table: t for t in fresh.tables}["inputevents"].rows_read > 0
 
 
-def test_eicu_fingerprint_reads_the_files_the_eicu_ingest_reads():
-    """eicu_fingerprint names config/eicu.toml and sql/sources/eicu itself (to avoid importing
-    the validation schemas when computing keys, issue 16); they must stay pipeline.eicu's."""
-    from pipeline.eicu import default_eicu_config_path, eicu_sql_root
-    from pipeline.resources import resource_dir
-
-    assert default_eicu_config_path() == resource_dir("config") / "eicu.toml"
-    assert eicu_sql_root() == resource_dir("sql") / "sources" / "eicu"
-
-
 def test_a_cached_run_start_imports_no_validation_code(tmp_path):
     """Deciding whether the ingest can be reused (source fingerprint, ingest key) must not
     import pandera: it took 1-3 s of every run that reused everything (issue 16)."""
