@@ -251,3 +251,42 @@ def test_unreadable_source_folder(tmp_path, capsys):
 def test_ingest_function_raises_input_file_error(tmp_path, study_config):
     with pytest.raises(InputFileError, match="source folder not found"):
         ingest(tmp_path / "missing", tmp_path / "db.duckdb", study_config)
+
+
+def _raw_contents(db_path: Path) -> dict:
+    con = duckdb.connect(str(db_path), read_only=True)
+    names = [n for (n,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'raw_%' "
+                                       "OR table_name IN ('quarantine', 'ledger') ORDER BY 1").fetchall()]
+    return {n: sorted(map(repr, con.execute(f'SELECT * FROM "{n}"').fetchall())) for n in names}
+
+
+def test_reading_the_largest_file_ahead_changes_nothing(tmp_path, demo_dir, study_config, monkeypatch):
+    """Issue 16: with two workers the largest source file is read on a second connection while
+    the earlier tables load. The tables, quarantine and ledger are the same as with one worker."""
+    src = _copy_source(demo_dir, tmp_path / "src")
+    monkeypatch.setenv("VASOFLOW_THREADS", "2")
+    two = ingest(src, tmp_path / "two" / "db.duckdb", study_config)
+    monkeypatch.setenv("VASOFLOW_THREADS", "1")
+    one = ingest(src, tmp_path / "one" / "db.duckdb", study_config)
+    assert _raw_contents(two.db_path) == _raw_contents(one.db_path)
+    assert [(t.table, t.rows_read, t.rows_quarantined) for t in two.tables] == \
+        [(t.table, t.rows_read, t.rows_quarantined) for t in one.tables]
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_a_bad_largest_file_fails_with_its_own_message_either_way(tmp_path, demo_dir, study_config,
+                                                                 monkeypatch, threads):
+    """The file read ahead fails at its turn, with the same one-line error as without reading
+    ahead (a data row with too many fields), and nothing is left behind."""
+    from pipeline.ingest import LOAD_ORDER, _find_files
+
+    src = _copy_source(demo_dir, tmp_path / "src")
+    files = _find_files(src)
+    largest = max((n for n in LOAD_ORDER[1:] if files[n] is not None), key=lambda n: files[n].stat().st_size)
+    path = files[largest]
+    _rewrite(path, lambda lines: lines + [",".join(["1"] * 60)])
+    monkeypatch.setenv("VASOFLOW_THREADS", threads)
+    with pytest.raises(InputFileError, match=f"{path}: cannot read") as err:
+        ingest(src, tmp_path / "out" / "db.duckdb", study_config)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "out" / "db.duckdb").exists()
