@@ -39,7 +39,6 @@ import re
 import shutil
 import time
 import zlib
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -518,25 +517,16 @@ def _find_files(source_dir: Path) -> dict[str, Path | None]:
     return files
 
 
-def read_raw(con, path: Path, table: RawTable, concepts) -> _Mapped:
-    """Read one source file into ``raw_<table>`` (typed, with each row's unparseable values);
-    returns the column mapping. Touches nothing but that table, so it can run ahead on a second
-    connection (``_build``)."""
-    header = _parquet_header(con, path) if path.name.endswith(".parquet") else _read_csv_header(path)
-    mapped = _map_columns(path, table, header)
-    _load_raw(con, path, table, mapped, concepts)
-    return mapped
-
-
 def load_table(con, path: Path, table: RawTable, name: str, concepts, max_fraction: float,
-               notes: list[str], read_ahead: Future | None = None) -> tuple[dict, int]:
+               notes: list[str]) -> tuple[dict, int]:
     """Read one source file into ``raw_<name>`` as text, refuse it when empty and quarantine
     values that do not cast; returns the column mapping and the rows read. Shared by the
-    MIMIC-IV and eICU ingests (``pipeline.eicu``). ``read_ahead``: ``read_raw`` of this table
-    already started on another connection (its error, if any, is raised here, in load order)."""
-    mapped = read_ahead.result() if read_ahead is not None else read_raw(con, path, table, concepts)
+    MIMIC-IV and eICU ingests (``pipeline.eicu``)."""
+    header = _parquet_header(con, path) if path.name.endswith(".parquet") else _read_csv_header(path)
+    mapped = _map_columns(path, table, header)
     if not path.name.endswith(".parquet") and _has_bom(path):
         notes.append(f"{path}: UTF-8 byte-order mark at the start ignored (read as UTF-8)")
+    _load_raw(con, path, table, mapped, concepts)
     rows_read = con.execute(f"SELECT count(*) FROM {_q('raw_' + name)}").fetchone()[0]
     _check_not_empty(path, table, rows_read, notes)
     _quarantine_type_errors(con, path, table, rows_read, max_fraction)
@@ -556,9 +546,13 @@ def _check_not_empty(path: Path, table: RawTable, rows_read: int, notes: list[st
     notes.append(msg)
 
 
-def _load_all(con, files: dict[str, Path | None], concepts: Concepts, config: StudyConfig,
-              max_fraction: float, ahead: "_ReadAhead") -> tuple[list[TableLedger], list[str]]:
-    """Every table in LOAD_ORDER: read, quarantine, validate, count (the ledger)."""
+def _build(con, files: dict[str, Path | None], concepts: Concepts, config: StudyConfig):
+    register_concept_tables(con, concepts, config)
+    con.execute(
+        "CREATE TABLE quarantine (table_name VARCHAR, source_row BIGINT, rule VARCHAR, "
+        "column_name VARCHAR, value VARCHAR, row_key VARCHAR)"
+    )
+    max_fraction = float(config.get("ingest.max_unparseable_fraction"))
     ledgers: list[TableLedger] = []
     notes: list[str] = []
     for name in LOAD_ORDER:
@@ -572,8 +566,7 @@ def _load_all(con, files: dict[str, Path | None], concepts: Concepts, config: St
             ledgers.append(TableLedger(name, None, False, 0, 0, 0, table.itemid_filter))
             continue
         t_table = time.perf_counter()
-        mapped, rows_read = load_table(con, path, table, name, concepts, max_fraction, notes,
-                                       ahead.future(name))
+        mapped, rows_read = load_table(con, path, table, name, concepts, max_fraction, notes)
         _validate(con, table, concepts, config)
         if name == "inputevents":
             _quarantine_rate_artifacts(con, concepts)
@@ -593,55 +586,6 @@ def _load_all(con, files: dict[str, Path | None], concepts: Concepts, config: St
                         table.itemid_filter, tuple(mapped.ignored), tuple(mapped.absent_optional), by_rule,
                         round(time.perf_counter() - t_table, 3))
         )
-    return ledgers, notes
-
-
-class _ReadAhead:
-    """Reads the largest source file into its raw table on a second DuckDB connection while the
-    tables before it are loaded (issue 16). DuckDB reads a .csv.gz on one thread, so during the
-    largest read (chartevents in MIMIC-IV) the other core was idle; now it loads, validates and
-    quarantines the earlier tables meanwhile. Only ``read_raw`` runs ahead (it writes nothing but
-    that raw table); the counts, checks and quarantine of the table still run in load order, and
-    its read error, if any, is raised at its turn. Off with one worker (``VASOFLOW_THREADS=1``)."""
-
-    def __init__(self, con, files: dict[str, Path | None], concepts: Concepts) -> None:
-        self._con, self._futures = con, {}
-        present = [n for n in LOAD_ORDER if files[n] is not None]
-        self._name = max(present[1:], key=lambda n: files[n].stat().st_size, default=None)
-        self._files, self._concepts = files, concepts
-        self._pool = self._cursor = None
-
-    def __enter__(self) -> "_ReadAhead":
-        from pipeline.parallel import worker_count
-
-        if self._name is not None and worker_count() > 1:
-            self._cursor = self._con.cursor()  # its own connection to the same database
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vasoflow-read-ahead")
-            self._futures[self._name] = self._pool.submit(
-                read_raw, self._cursor, self._files[self._name], RAW_TABLES[self._name], self._concepts)
-        return self
-
-    def future(self, name: str) -> Future | None:
-        return self._futures.get(name)
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if self._pool is None:
-            return
-        if exc_type is not None:
-            self._cursor.interrupt()  # an earlier table failed: stop the read instead of finishing it
-        self._pool.shutdown(wait=True)
-        self._cursor.close()
-
-
-def _build(con, files: dict[str, Path | None], concepts: Concepts, config: StudyConfig):
-    register_concept_tables(con, concepts, config)
-    con.execute(
-        "CREATE TABLE quarantine (table_name VARCHAR, source_row BIGINT, rule VARCHAR, "
-        "column_name VARCHAR, value VARCHAR, row_key VARCHAR)"
-    )
-    max_fraction = float(config.get("ingest.max_unparseable_fraction"))
-    with _ReadAhead(con, files, concepts) as ahead:
-        ledgers, notes = _load_all(con, files, concepts, config, max_fraction, ahead)
     for name in LOAD_ORDER:
         cols = ", ".join(_q(c) for c in ["source_row", *RAW_TABLES[name].columns])
         con.execute(
