@@ -121,6 +121,8 @@ def _gzip_floor(src: Path) -> tuple[float, int]:
 
 def _ingest_vs_plain(src: Path, db_dir: Path, n: int) -> dict:
     """Ingest, then the plain filtered read of the same files, each in its own process."""
+    for name in ("vasoflow.duckdb", "plain.duckdb", "ledger.json"):  # an earlier run's outputs
+        (db_dir / name).unlink(missing_ok=True)
     i = _child("ingest", src, db_dir / "vasoflow.duckdb", n)
     print(f"ingest: {i['wall_s']:7.1f} s  cpu {i['cpu_s']:7.1f} s  peak (VmHWM) {i['peak_mb']:7.0f} MB")
     p = _child("plain", src, db_dir / "plain.duckdb", n)
