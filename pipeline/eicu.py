@@ -173,7 +173,7 @@ def _rule_column(table: str, rule: str) -> str | None:
 
 
 def _validate(con, table: RawTable, schema, chunk_rows: int) -> None:
-    from pipeline.ingest import _q, _validate_frame
+    from pipeline.ingest import _q, validate_in_chunks
 
     raw = _q("raw_" + table.name)
     cols = ", ".join(f"r.{_q(c)}" for c in ["source_row", *table.columns])
@@ -182,23 +182,17 @@ def _validate(con, table: RawTable, schema, chunk_rows: int) -> None:
         cols += f", s.patientunitstayid IS NOT NULL AS {STAY_KNOWN}"
         join = ("LEFT JOIN (SELECT DISTINCT patientunitstayid FROM raw_eicu_patient) s "
                 "ON s.patientunitstayid = r.patientunitstayid")
-    max_row = con.execute(f"SELECT coalesce(max(source_row), 0) FROM {raw}").fetchone()[0]
-    if table.name == "eicu_patient":
-        chunk_rows = max(chunk_rows, max_row)  # duplicate keys are found within one chunk
-    start = 0
-    while start < max_row:
-        frame = pl.from_arrow(con.execute(
-            f"SELECT {cols} FROM {raw} r {join} WHERE r.source_row > ? AND r.source_row <= ? "
-            f"AND r._type_errors IS NULL ORDER BY r.source_row", [start, start + chunk_rows]).to_arrow_table())
-        if frame.height:
-            _validate_frame(con, table.name, schema, frame, column_of=_rule_column)
-        start += chunk_rows
+    validate_in_chunks(
+        con, table.name, schema, f"SELECT {cols} FROM {raw} r {join} WHERE r._type_errors IS NULL",
+        None if table.name == "eicu_patient" else chunk_rows,  # duplicate keys are found within one frame
+        column_of=_rule_column,
+    )
 
 
 def _quarantine_doses(con, concepts: Concepts) -> None:
     """Quarantine the classified infusion rows whose dose is not converted (with the staging's
     rule), then the converted doses failing ``dose_schema`` (plausibility.rate_range)."""
-    from pipeline.ingest import _validate_frame
+    from pipeline.ingest import validate_in_chunks
 
     con.execute(
         "INSERT INTO quarantine (table_name, source_row, rule, column_name, value) "
@@ -207,10 +201,9 @@ def _quarantine_doses(con, concepts: Concepts) -> None:
         "WHEN convert_rule = 'completeness.drugrate' THEN 'drugrate' ELSE 'drugname' END, "
         "CASE WHEN convert_rule = 'completeness.weight_for_rate' THEN NULL ELSE drugname END "
         f"FROM {FIRST_RELATION} WHERE convert_rule IS NOT NULL")
-    frame = con.execute(f"SELECT source_row, drug, rate_canonical, drugrate FROM {FIRST_RELATION} "
-                        "WHERE convert_rule IS NULL ORDER BY source_row").pl()
-    if frame.height:
-        _validate_frame(con, "eicu_infusiondrug", dose_schema(concepts), frame, column_of=_rule_column)
+    validate_in_chunks(con, "eicu_infusiondrug", dose_schema(concepts),
+                       f"SELECT source_row, drug, rate_canonical, drugrate FROM {FIRST_RELATION} "
+                       "WHERE convert_rule IS NULL", None, column_of=_rule_column)
 
 
 _OFFSET = {"eicu_infusiondrug": "infusionoffset", "eicu_diagnosis": "diagnosisoffset",

@@ -44,7 +44,21 @@ def _row_check(expr: pl.Expr, name: str) -> pa.Check:
     def fn(data: PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(expr.fill_null(True).alias(name))
 
-    return pa.Check(fn, name=name)
+    check = pa.Check(fn, name=name)
+    check.columns_read = tuple(expr.meta.root_names())  # see columns_with_rules
+    return check
+
+
+def columns_with_rules(schema: pa.DataFrameSchema) -> list[str]:
+    """The columns of ``schema`` that a value rule reads: not-null columns and the columns of
+    its frame-level checks, in schema order. The others carry only a type, which the ingest's
+    cast fixes; it checks all types once on an empty frame and fetches only these columns for
+    the row checks (chartevents: 7 of 12 columns, neither of its two text columns)."""
+    read = {c for check in schema.checks for c in getattr(check, "columns_read", ())}
+    missing = [check.name for check in schema.checks if not hasattr(check, "columns_read")]
+    if missing:  # a check added without _row_check: read every column rather than guess
+        return list(schema.columns)
+    return [c for c, col in schema.columns.items() if not col.nullable or c in read or col.checks]
 
 
 def _drug_unit_exprs(concepts, study_config=None) -> tuple[pl.Expr, pl.Expr, pl.Expr]:

@@ -251,3 +251,29 @@ def test_unreadable_source_folder(tmp_path, capsys):
 def test_ingest_function_raises_input_file_error(tmp_path, study_config):
     with pytest.raises(InputFileError, match="source folder not found"):
         ingest(tmp_path / "missing", tmp_path / "db.duckdb", study_config)
+
+
+# ---------------------------------------------------------------------------------------------
+# The plain-text rule's shortcut (pipeline.ingest._typed_value)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("target", ["BIGINT", "TIMESTAMP", "DATE"])
+def test_plain_text_shortcut_decides_as_the_regular_expression_does(target):
+    """The cast takes text equal to its value's canonical text without the regular expression;
+    on every kind of value, canonical or not, it must accept and refuse what the expression
+    alone does (BC dates and 5-digit years round-trip through DuckDB, so the length matters)."""
+    from pipeline.ingest import _PLAIN_TEXT, _lit, _typed_value
+
+    values = ["41", "-41", "+41", "0041", " 41 ", "41.0", "41.4", "0x29", "1_000", "1e3", "",
+              "2150-01-01", "2150-01-01 10:00:00", "2150-01-01 10:00", "2150-01-01T10:00:00",
+              "2150-01-01 00:00:00", "2150-01-01 10:00:00.5", "2150-01-01 10:00:00.123456",
+              "2150-01-01 10:00-05:00", "2150-01-01 10:00:00Z", "0044-03-15 (BC)",
+              "0044-03-15 00:00:00 (BC)", "10000-01-01 00:00:00", "10000-01-01", "infinity",
+              "epoch", "2150-1-1", "2150-02-30", "-0", "9223372036854775807", "9223372036854775808"]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (s VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?)", [[v] for v in values])
+    regex_only = f"CASE WHEN regexp_full_match(s, {_lit(_PLAIN_TEXT[target])}) THEN TRY_CAST(s AS {target}) END"
+    rows = con.execute(f"SELECT s, {_typed_value('s', target)}, {regex_only} FROM t").fetchall()
+    assert [(s, a) for s, a, _ in rows] == [(s, b) for s, _, b in rows]
+    assert any(a is not None for _, a, _ in rows) and any(a is None for _, a, _ in rows)

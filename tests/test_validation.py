@@ -118,3 +118,52 @@ def test_key_tables(concepts, study_config):
     pats = [dict(subject_id=s, gender="F", anchor_age=a, anchor_year=2150, anchor_year_group="2011 - 2013")
             for s, a in ((1, 50), (2, 150))]
     assert _failures("patients", pats, concepts, study_config) == {(1, "plausibility.anchor_age_range")}
+
+
+# ---------------------------------------------------------------------------------------------
+# The ingest validates rows with only the columns a rule reads (schemas.validation.columns_with_rules)
+# ---------------------------------------------------------------------------------------------
+
+def test_columns_with_rules_keep_every_column_a_rule_reads(concepts, study_config):
+    """A rule whose column were left out of the fetched frame would fail on a missing column or,
+    worse, pass; so every column a check reads and every not-null column must be kept, and
+    a column with neither may go (its type is the ingest cast's)."""
+    from schemas.validation import columns_with_rules
+
+    for table in RAW_TABLES:
+        schema = build_raw_schema(table, concepts, study_config)
+        kept = set(columns_with_rules(schema))
+        read = {c for check in schema.checks for c in check.columns_read}
+        assert read <= kept, table
+        assert {c for c, col in schema.columns.items() if not col.nullable} <= kept, table
+    chart = set(columns_with_rules(build_raw_schema("chartevents", concepts, study_config)))
+    assert {"valuenum", "itemid", "charttime", "stay_id", STAY_INTIME, STAY_OUTTIME} <= chart
+    assert not {"value", "valueuom", "caregiver_id"} & chart  # no rule reads them
+
+
+def test_columns_with_rules_reads_every_column_for_a_check_it_cannot_see_into(concepts, study_config):
+    from schemas.validation import columns_with_rules
+
+    schema = build_raw_schema("chartevents", concepts, study_config)
+    assert len(columns_with_rules(schema)) < len(schema.columns)
+    # a check not built by _row_check: which columns it reads is unknown, so all are fetched
+    schema.checks.append(pa.Check(lambda data: data.lazyframe.select(pl.col("value").is_not_null()), name="custom"))
+    assert columns_with_rules(schema) == list(schema.columns)
+
+
+def test_row_failures_in_chunks_are_found_on_the_rule_columns_alone(concepts, study_config):
+    """Validating the rule columns alone finds the same failures as the whole frame."""
+    from schemas.validation import columns_with_rules
+
+    rows = [_infusion(), _infusion(rate=-0.1), _infusion(patientweight=999.0), _infusion(stay_id=None)]
+    frame = _frame("inputevents", rows)
+    schema = build_raw_schema("inputevents", concepts, study_config)
+    cols = columns_with_rules(schema)
+    whole = _failures("inputevents", rows, concepts, study_config)
+    try:
+        schema.select_columns(cols).validate(frame.select(cols), lazy=True)
+        subset = set()
+    except pa.errors.SchemaErrors as exc:
+        f = failure_rules(exc.failure_cases)
+        subset = set(zip(f["index"].to_list(), f["rule"].to_list()))
+    assert whole and subset == whole
