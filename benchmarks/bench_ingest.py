@@ -1,8 +1,12 @@
 """Benchmark: synth and ingest at 10k and 100k stays, against the gzip -dc floor and a plain
 DuckDB read of the same files with the same item filter (side by side, in one run).
 
-    .venv/bin/python benchmarks/bench_ingest.py --stays 10000 100000 [--workdir DIR]
-    .venv/bin/python benchmarks/bench_ingest.py --stays 10000 --big-chartevents 300000000
+    .venv/bin/python benchmarks/bench_ingest.py --stays 10000 100000 [--workdir DIR] [--pairs 3]
+    .venv/bin/python benchmarks/bench_ingest.py --stays 10000 --big-chartevents 300000000 --skip-normal
+
+``--pairs N`` (default 2): the ingest and the plain read run N times, alternating, each pair
+printed with its ratio, then the ratio of the best times (a shared VM's speed drifts by 10-20%
+within minutes, enough to move one pair's ratio by 0.15).
 
 ``--big-chartevents ROWS``: after the normal figures, enlarge chartevents to about ROWS rows by
 appending rows of an item the study ignores (written by DuckDB, cheaply), and time the ingest
