@@ -203,6 +203,11 @@ def _blocked_values(data: TteData, clones: Clones, settings: EstimateSettings, m
     d2_rr = [np.zeros(r.horizon) for r in plan.rrt]
     end_km, end_rr = np.zeros((S, n)), np.zeros((S, n))
     sel_rrt = plan.rrt[0].sel if S else np.ones(n, dtype=bool)
+
+    def hourly(horizon: int, hour: np.ndarray, rows: np.ndarray, wm: np.ndarray) -> np.ndarray:
+        """Weighted counts by hour of a block's ``rows`` (a mask or row offsets in the block)."""
+        return np.bincount(hour[rows], wm[rows], minlength=horizon)[:horizon]
+
     for b in range(len(bounds) - 1):
         r0, r1 = int(bounds[b]), int(bounds[b + 1])
         if r1 <= r0:
@@ -225,27 +230,19 @@ def _blocked_values(data: TteData, clones: Clones, settings: EstimateSettings, m
             before[later] = lw[first[later] - 1]
             lw -= np.repeat(before, counts_b)
             w = np.exp(lw, out=lw)
-            # death by the long-term horizon
-            k = plan.km[s]
-            e1c, endc = km_cuts[s]
+            # death by the long-term horizon; RRT with death competing, RRT-eligible patients
+            k, r = plan.km[s], plan.rrt[s]
+            (e1c, endc), (f1c, f2c, gndc) = km_cuts[s], rrt_cuts[s]
             wm = w * m_all
-            rows = k.rows[r0:r1]
-            n_km[s] += np.bincount(hour[rows], wm[rows], minlength=k.horizon)[:k.horizon]
-            e = k.e1_rows[e1c[b]:e1c[b + 1]] - r0
-            d_km[s] += np.bincount(hour[e], wm[e], minlength=k.horizon)[:k.horizon]
+            n_km[s] += hourly(k.horizon, hour, k.rows[r0:r1], wm)
+            d_km[s] += hourly(k.horizon, hour, k.e1_rows[e1c[b]:e1c[b + 1]] - r0, wm)
             e = k.end_rows[endc[b]:endc[b + 1]] - r0
             end_km[s, pid[e]] = w[e]
-            # RRT with death competing, RRT-eligible patients
-            r = plan.rrt[s]
-            e1c, e2c, endc = rrt_cuts[s]
             wm = w * m_rrt
-            rows = r.rows[r0:r1]
-            n_rr[s] += np.bincount(hour[rows], wm[rows], minlength=r.horizon)[:r.horizon]
-            e = r.e1_rows[e1c[b]:e1c[b + 1]] - r0
-            d1_rr[s] += np.bincount(hour[e], wm[e], minlength=r.horizon)[:r.horizon]
-            e = r.e2_rows[e2c[b]:e2c[b + 1]] - r0
-            d2_rr[s] += np.bincount(hour[e], wm[e], minlength=r.horizon)[:r.horizon]
-            e = r.end_rows[endc[b]:endc[b + 1]] - r0
+            n_rr[s] += hourly(r.horizon, hour, r.rows[r0:r1], wm)
+            d1_rr[s] += hourly(r.horizon, hour, r.e1_rows[f1c[b]:f1c[b + 1]] - r0, wm)
+            d2_rr[s] += hourly(r.horizon, hour, r.e2_rows[f2c[b]:f2c[b + 1]] - r0, wm)
+            e = r.end_rows[gndc[b]:gndc[b + 1]] - r0
             end_rr[s, pid[e]] = w[e]
     out = np.full((S, len(MEASURES)), np.nan)
     for s in range(S):
