@@ -137,45 +137,41 @@ def test_mimic_3x_style_header_case_and_extra_columns(tmp_path, demo_dir, study_
 # Row-level problems are quarantined, not fatal
 # ---------------------------------------------------------------------------------------------
 
-def test_single_unparseable_value_is_quarantined_with_its_row(tmp_path, demo_dir, study_config):
+def _ingest_with_icustays_fields(tmp_path, demo_dir, study_config, row: int, values: dict[int, str]):
+    """Ingest the demo with fields of icustays' data row ``row`` replaced ({field index: text});
+    returns icustays' quarantine rows (by column) and its ledger."""
     src = _copy_source(demo_dir, tmp_path / "src")
 
-    def break_one(lines):
-        fields = lines[5].split(",")
-        fields[6] = "2154-13-45 99:00:00"  # icustays.outtime of data row 5 is not a timestamp
-        return lines[:5] + [",".join(fields)] + lines[6:]
+    def replace(lines):
+        fields = lines[row].split(",")
+        for i, text in values.items():
+            fields[i] = text
+        return lines[:row] + [",".join(fields)] + lines[row + 1:]
 
-    _rewrite(src / "icu" / "icustays.csv.gz", break_one)
+    _rewrite(src / "icu" / "icustays.csv.gz", replace)
     result = ingest(src, tmp_path / "db.duckdb", study_config)
     con = duckdb.connect(str(result.db_path), read_only=True)
-    rows = con.execute(
-        "SELECT source_row, rule, column_name, value FROM quarantine WHERE table_name = 'icustays'"
-    ).fetchall()
+    rows = con.execute("SELECT source_row, rule, column_name, value FROM quarantine "
+                       "WHERE table_name = 'icustays' ORDER BY column_name").fetchall()
+    con.close()
+    return rows, {t.table: t for t in result.tables}["icustays"]
+
+
+def test_single_unparseable_value_is_quarantined_with_its_row(tmp_path, demo_dir, study_config):
+    # icustays.outtime of data row 5 is not a timestamp
+    rows, ice = _ingest_with_icustays_fields(tmp_path, demo_dir, study_config, 5, {6: "2154-13-45 99:00:00"})
     assert rows == [(5, "conformance.type", "outtime", "2154-13-45 99:00:00")]
-    ice = {t.table: t for t in result.tables}["icustays"]
     assert (ice.rows_read, ice.rows_loaded, ice.rows_quarantined) == (140, 139, 1)
 
 
 def test_every_unparseable_value_of_a_row_is_quarantined(tmp_path, demo_dir, study_config):
     """A row with two bad values: both are recorded (the cast step lists all of them, not the
     first), the row counts once in the ledger, and the other rows have none."""
-    src = _copy_source(demo_dir, tmp_path / "src")
-
-    def break_two(lines):
-        fields = lines[7].split(",")
-        fields[2] = "30000x"  # icustays.stay_id of data row 7
-        fields[5] = "2154-01-01 10:00+01:00"  # icustays.intime with a zone
-        return lines[:7] + [",".join(fields)] + lines[8:]
-
-    _rewrite(src / "icu" / "icustays.csv.gz", break_two)
-    result = ingest(src, tmp_path / "db.duckdb", study_config)
-    con = duckdb.connect(str(result.db_path), read_only=True)
-    rows = con.execute(
-        "SELECT source_row, rule, column_name, value FROM quarantine WHERE table_name = 'icustays' ORDER BY column_name"
-    ).fetchall()
+    # icustays.stay_id of data row 7, and its intime with a zone
+    rows, ice = _ingest_with_icustays_fields(tmp_path, demo_dir, study_config, 7,
+                                             {2: "30000x", 5: "2154-01-01 10:00+01:00"})
     assert rows == [(7, "conformance.type", "intime", "2154-01-01 10:00+01:00"),
                     (7, "conformance.type", "stay_id", "30000x")]
-    ice = {t.table: t for t in result.tables}["icustays"]
     assert (ice.rows_read, ice.rows_loaded, ice.rows_quarantined) == (140, 139, 1)
 
 
